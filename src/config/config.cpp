@@ -1,0 +1,727 @@
+// Loading and validating the TOML configuration (spec/config.md).
+// toml++ parses; this file walks the tree once, filling the structs and collecting
+// every problem with its position, so `edgelink check` lists them all in one run.
+// Printing (to_toml, expand_topic) lives in config_print.cpp.
+
+#include "edgelink/config/config.hpp"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
+#include <cctype>
+#include <cerrno>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <limits>
+#include <toml++/toml.h>
+
+namespace edgelink {
+namespace {
+
+constexpr const char* kDefaultStreamTopic =
+    "/tenants/{tenant_id}/devices/{device_id}/events/{stream}/jsonarray";
+constexpr const char* kDefaultActionStatusTopic =
+    "/tenants/{tenant_id}/devices/{device_id}/action/status";
+constexpr int64_t kInt64Max = std::numeric_limits<int64_t>::max();
+// Caps a duration so seconds * 1000 never overflows; nothing sensible waits longer.
+constexpr double kMaxDurationSeconds = 10.0 * 365 * 24 * 3600;
+// Guards against pointing the loader at /dev/zero-like or huge files.
+constexpr size_t kMaxConfigBytes = 16u << 20;
+constexpr size_t kMaxSecretBytes = 64u << 10;
+
+// Reads a whole regular file. Non-regular files (FIFOs, directories) are refused so a
+// typo cannot block start-up forever.
+bool read_regular_file(const std::string& path, size_t max_bytes, std::string& out,
+                       std::string& error) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+  if (fd < 0) {
+    error = std::strerror(errno);
+    return false;
+  }
+  struct stat st {};
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    error = S_ISDIR(st.st_mode) ? std::strerror(EISDIR) : "not a regular file";
+    ::close(fd);
+    return false;
+  }
+  out.clear();
+  char buf[8192];
+  for (;;) {
+    const ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      error = std::strerror(errno);
+      ::close(fd);
+      return false;
+    }
+    if (n == 0) break;
+    if (out.size() + static_cast<size_t>(n) > max_bytes) {
+      error = "file is larger than " + std::to_string(max_bytes) + " bytes";
+      ::close(fd);
+      return false;
+    }
+    out.append(buf, static_cast<size_t>(n));
+  }
+  ::close(fd);
+  return true;
+}
+
+bool check_readable(const std::string& path, std::string& error) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+  if (fd < 0) {
+    error = std::strerror(errno);
+    return false;
+  }
+  struct stat st {};
+  const bool ok = ::fstat(fd, &st) == 0 && S_ISREG(st.st_mode);
+  if (!ok) error = S_ISDIR(st.st_mode) ? std::strerror(EISDIR) : "not a regular file";
+  ::close(fd);
+  return ok;
+}
+
+bool is_name_char(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+         c == '_' || c == '-';
+}
+
+// The stream name rule of app-protocol.md; app names follow it too so they can be
+// used as metric labels and bare TOML keys.
+bool valid_name(std::string_view name) {
+  return !name.empty() && name.size() <= 64 && std::all_of(name.begin(), name.end(), is_name_char);
+}
+
+// Untrusted text inside a message: quoted, control characters escaped, length capped.
+std::string quote(std::string_view s) {
+  std::string out = "\"";
+  const size_t limit = 64;
+  for (size_t i = 0; i < s.size() && i < limit; ++i) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += static_cast<char>(c);
+    } else if (c < 0x20 || c == 0x7f) {
+      char hex[8];
+      std::snprintf(hex, sizeof hex, "\\x%02x", c);
+      out += hex;
+    } else {
+      out += static_cast<char>(c);
+    }
+  }
+  if (s.size() > limit) out += "...";
+  return out + "\"";
+}
+
+// A path component: bare when it is a plain name, quoted otherwise.
+std::string key_part(std::string_view key) { return valid_name(key) ? std::string(key) : quote(key); }
+
+const char* type_name(const toml::node& n) {
+  switch (n.type()) {
+    case toml::node_type::string: return "a string";
+    case toml::node_type::integer: return "an integer";
+    case toml::node_type::floating_point: return "a float";
+    case toml::node_type::boolean: return "a boolean";
+    case toml::node_type::table: return "a table";
+    case toml::node_type::array: return "an array";
+    case toml::node_type::date: return "a date";
+    case toml::node_type::time: return "a time";
+    case toml::node_type::date_time: return "a date-time";
+    default: return "nothing";
+  }
+}
+
+std::string float_text(double v) {
+  char buf[40];
+  std::snprintf(buf, sizeof buf, "%g", v);
+  return buf;
+}
+
+std::string range_text(int64_t min, int64_t max) {
+  if (max == kInt64Max) return min == 1 ? "> 0" : ">= " + std::to_string(min);
+  return std::to_string(min) + ".." + std::to_string(max);
+}
+
+bool iequals(std::string_view a, std::string_view b) {
+  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+           return std::tolower(static_cast<unsigned char>(x)) == std::tolower(static_cast<unsigned char>(y));
+         });
+}
+
+template <class T>
+void assign(T& target, std::optional<T> value) {
+  if (value) target = std::move(*value);
+}
+
+// A listening address normalised for conflict checks.
+struct AppSite {
+  std::string name;
+  toml::source_position pos;
+  const toml::node* port_node = nullptr;
+  std::array<unsigned char, 16> addr{};
+  bool any = false;  // 0.0.0.0 or :: also takes every other address on that port
+  uint16_t port = 0;
+  std::string bind;
+};
+
+struct ActionSite {
+  std::string name;
+  std::string app;
+  const toml::node* node = nullptr;
+};
+
+class Loader {
+ public:
+  Loader(std::string file, LoadResult& result) : file_(std::move(file)), result_(result) {}
+
+  void load(const toml::table& root, Config& c);
+
+  void error(const toml::source_region& where, std::string message) {
+    result_.errors.push_back({file_, static_cast<int>(where.begin.line),
+                              static_cast<int>(where.begin.column), std::move(message)});
+  }
+  void error(const toml::node& n, std::string message) { error(n.source(), std::move(message)); }
+  void error_nopos(std::string message) { result_.errors.push_back({file_, 0, 0, std::move(message)}); }
+
+ private:
+  void unknown(const toml::key& key, const std::string& where) {
+    const auto& pos = key.source().begin;
+    result_.unknown_keys.push_back({file_, static_cast<int>(pos.line), static_cast<int>(pos.column),
+                                    "unknown key '" + std::string(key.str()) + "' " + where});
+  }
+  void missing(const toml::node& table, const std::string& path) {
+    error(table, path + ": required key is missing");
+  }
+
+  const toml::table* table_value(const toml::node& n, const std::string& path) {
+    if (const auto* t = n.as_table()) return t;
+    error(n, path + ": must be a table, got " + type_name(n));
+    return nullptr;
+  }
+
+  std::optional<std::string> string_value(const toml::node& n, const std::string& path,
+                                          bool allow_empty = false) {
+    const auto* s = n.as_string();
+    if (!s) {
+      error(n, path + ": must be a string, got " + type_name(n));
+      return std::nullopt;
+    }
+    const std::string& v = s->get();
+    // Values end up in C APIs (paths, Paho); an embedded NUL would silently truncate.
+    if (v.find('\0') != std::string::npos) {
+      error(n, path + ": must not contain NUL characters");
+      return std::nullopt;
+    }
+    if (!allow_empty && v.empty()) {
+      error(n, path + ": must be a non-empty string");
+      return std::nullopt;
+    }
+    return v;
+  }
+
+  std::optional<int64_t> int_value(const toml::node& n, const std::string& path, int64_t min,
+                                   int64_t max) {
+    const auto* i = n.as_integer();
+    if (!i) {
+      error(n, path + ": must be an integer " + range_text(min, max) + ", got " + type_name(n));
+      return std::nullopt;
+    }
+    const int64_t v = i->get();
+    if (v < min || v > max) {
+      error(n, path + ": must be an integer " + range_text(min, max) + ", got " + std::to_string(v));
+      return std::nullopt;
+    }
+    return v;
+  }
+
+  template <class T>
+  std::optional<T> int_as(const toml::node& n, const std::string& path, int64_t min, int64_t max) {
+    auto v = int_value(n, path, min, max);
+    if (!v) return std::nullopt;
+    return static_cast<T>(*v);
+  }
+
+  // Integer or float seconds, stored as milliseconds.
+  std::optional<Millis> duration_value(const toml::node& n, const std::string& path,
+                                       bool allow_zero = false) {
+    const std::string expected = std::string("must be a number of seconds ") +
+                                 (allow_zero ? ">= 0" : "> 0") + " (at most 10 years)";
+    double seconds = 0;
+    std::string got;
+    if (const auto* i = n.as_integer()) {
+      seconds = static_cast<double>(i->get());
+      got = std::to_string(i->get());
+    } else if (const auto* f = n.as_floating_point()) {
+      seconds = f->get();
+      got = float_text(seconds);
+    } else {
+      error(n, path + ": " + expected + ", got " + type_name(n));
+      return std::nullopt;
+    }
+    if (!std::isfinite(seconds) || seconds < 0 || seconds > kMaxDurationSeconds) {
+      error(n, path + ": " + expected + ", got " + got);
+      return std::nullopt;
+    }
+    const auto ms = static_cast<int64_t>(std::llround(seconds * 1000.0));
+    if (!allow_zero && ms <= 0) {
+      error(n, path + ": " + expected + " (1 ms resolution), got " + got);
+      return std::nullopt;
+    }
+    return Millis{ms};
+  }
+
+  std::optional<bool> bool_value(const toml::node& n, const std::string& path) {
+    if (const auto* b = n.as_boolean()) return b->get();
+    error(n, path + ": must be a boolean (true or false), got " + type_name(n));
+    return std::nullopt;
+  }
+
+  template <class E>
+  std::optional<E> enum_value(const toml::node& n, const std::string& path,
+                              std::initializer_list<std::pair<const char*, E>> choices) {
+    std::string names;
+    for (const auto& [name, value] : choices) names += (names.empty() ? "\"" : ", \"") + std::string(name) + "\"";
+    const auto* s = n.as_string();
+    if (s) {
+      for (const auto& [name, value] : choices)
+        if (iequals(s->get(), name)) return value;
+    }
+    error(n, path + ": must be one of " + names + ", got " + (s ? quote(s->get()) : type_name(n)));
+    return std::nullopt;
+  }
+
+  // An identifier that becomes a topic level.
+  std::optional<std::string> id_value(const toml::node& n, const std::string& path) {
+    auto v = string_value(n, path);
+    if (v && v->find_first_of("/+#") != std::string::npos) {
+      error(n, path + ": must not contain '/', '+' or '#' (it becomes an MQTT topic level), got " +
+                   quote(*v));
+      return std::nullopt;
+    }
+    return v;
+  }
+
+  // Topic templates: only known placeholders; publish topics must not hold wildcards.
+  std::optional<std::string> topic_value(const toml::node& n, const std::string& path,
+                                         bool allow_stream, bool allow_wildcards) {
+    auto v = string_value(n, path);
+    if (!v) return v;
+    bool ok = true;
+    for (size_t i = v->find('{'); i != std::string::npos && ok; i = v->find('{', i + 1)) {
+      const size_t end = v->find('}', i);
+      const std::string_view name =
+          end == std::string::npos ? std::string_view(*v).substr(i) : std::string_view(*v).substr(i, end - i + 1);
+      if (name == "{tenant_id}" || name == "{device_id}" || (allow_stream && name == "{stream}")) continue;
+      error(n, path + ": unknown placeholder " + quote(name) + "; expected {tenant_id}, {device_id}" +
+                   (allow_stream ? " or {stream}" : ""));
+      ok = false;
+    }
+    if (ok && !allow_wildcards && v->find_first_of("+#") != std::string::npos) {
+      error(n, path + ": a publish topic must not contain the MQTT wildcards '+' or '#'");
+      ok = false;
+    }
+    return ok ? v : std::nullopt;
+  }
+
+  void load_broker(const toml::table& t, BrokerConfig& b);
+  void load_tls(const toml::table& t, TlsConfig& tls);
+  void load_apps(const toml::table& t, std::map<std::string, AppConfig>& apps);
+  void load_actions(const toml::node& n, const std::string& path, AppConfig& app);
+  void load_streams(const toml::table& t, Config& c);
+  void load_stream(const toml::table& t, const std::string& path, StreamConfig& s);
+  void load_spool(const toml::table& t, SpoolConfig& s);
+  void load_log(const toml::table& t, LogConfig& l);
+
+  std::string file_;
+  LoadResult& result_;
+  std::vector<AppSite> sites_;
+  std::vector<ActionSite> action_sites_;
+  size_t configured_streams_ = 0;
+};
+
+void Loader::load(const toml::table& root, Config& c) {
+  c.streams[kActionStatusStream] = StreamConfig{kActionStatusStream, kDefaultActionStatusTopic, 1,
+                                                Millis{60000}, Compression::Disabled,
+                                                kActionStatusPriority};
+  c.default_stream = StreamConfig{"", kDefaultStreamTopic, 100, Millis{60000}, Compression::Disabled, 0};
+
+  for (auto&& [k, v] : root) {
+    const std::string key(k.str());
+    if (key == "project_id") {
+      assign(c.project_id, id_value(v, key));
+    } else if (key == "device_id") {
+      assign(c.device_id, id_value(v, key));
+    } else if (key == "persistence_path") {
+      assign(c.persistence_path, string_value(v, key));
+    } else if (key == "actions_subscription") {
+      assign(c.actions_subscription, topic_value(v, key, false, true));
+    } else if (key == "presence_topic") {
+      assign(c.presence_topic, topic_value(v, key, false, false));
+    } else if (key == "max_stream_count") {
+      assign(c.max_stream_count, int_as<size_t>(v, key, 1, kInt64Max));
+    } else if (key == "shutdown_timeout") {
+      assign(c.shutdown_timeout, duration_value(v, key, true));
+    } else if (key == "broker") {
+      if (const auto* t = table_value(v, key)) load_broker(*t, c.broker);
+    } else if (key == "tcpapps") {
+      if (const auto* t = table_value(v, key)) load_apps(*t, c.tcpapps);
+    } else if (key == "streams") {
+      if (const auto* t = table_value(v, key)) load_streams(*t, c);
+    } else if (key == "spool") {
+      if (const auto* t = table_value(v, key)) load_spool(*t, c.spool);
+    } else if (key == "log") {
+      if (const auto* t = table_value(v, key)) load_log(*t, c.log);
+    } else {
+      unknown(k, "at top level");
+    }
+  }
+
+  if (!root.contains("project_id")) error_nopos("project_id: required key is missing");
+  if (!root.contains("device_id")) error_nopos("device_id: required key is missing");
+  if (c.broker.client_id.empty()) c.broker.client_id = c.device_id;
+
+  if (configured_streams_ > c.max_stream_count) {
+    const toml::node* at = root.get("max_stream_count");
+    if (!at) at = root.get("streams");
+    error(*at, "max_stream_count: " + std::to_string(configured_streams_) +
+                   " streams are configured but max_stream_count is " +
+                   std::to_string(c.max_stream_count));
+  }
+
+  // Two apps on one address would fail at bind time; a wildcard address overlaps all.
+  std::sort(sites_.begin(), sites_.end(), [](const AppSite& a, const AppSite& b) { return a.pos < b.pos; });
+  for (size_t i = 0; i < sites_.size(); ++i) {
+    for (size_t j = 0; j < i; ++j) {
+      const AppSite& a = sites_[j];
+      const AppSite& b = sites_[i];
+      if (a.port == b.port && (a.any || b.any || a.addr == b.addr)) {
+        error(*b.port_node, "tcpapps." + key_part(b.name) + ".port: " + b.bind + " port " +
+                                std::to_string(b.port) + " overlaps tcpapps." + key_part(a.name) +
+                                " (" + a.bind + " port " + std::to_string(a.port) + ")");
+        break;
+      }
+    }
+  }
+
+  // Each action name routes to exactly one app.
+  std::sort(action_sites_.begin(), action_sites_.end(), [](const ActionSite& a, const ActionSite& b) {
+    return a.node->source().begin < b.node->source().begin;
+  });
+  for (size_t i = 0; i < action_sites_.size(); ++i) {
+    for (size_t j = 0; j < i; ++j) {
+      if (action_sites_[j].name != action_sites_[i].name) continue;
+      error(*action_sites_[i].node, "tcpapps." + key_part(action_sites_[i].app) + ".actions: action " +
+                                        quote(action_sites_[i].name) + " is already listed by tcpapps." +
+                                        key_part(action_sites_[j].app) +
+                                        " (an action must route to one app)");
+      break;
+    }
+  }
+}
+
+void Loader::load_broker(const toml::table& t, BrokerConfig& b) {
+  for (auto&& [k, v] : t) {
+    const std::string key(k.str());
+    const std::string path = "broker." + key;
+    if (key == "host") {
+      assign(b.host, string_value(v, path));
+    } else if (key == "port") {
+      assign(b.port, int_as<uint16_t>(v, path, 1, 65535));
+    } else if (key == "client_id") {
+      assign(b.client_id, string_value(v, path));
+    } else if (key == "username") {
+      assign(b.username, string_value(v, path, true));
+    } else if (key == "password") {
+      assign(b.password, string_value(v, path, true));
+    } else if (key == "password_file") {
+      assign(b.password_file, string_value(v, path));
+    } else if (key == "keep_alive") {
+      // MQTT carries keep alive as a 16-bit number of seconds; 0 disables it.
+      assign(b.keep_alive, int_as<int>(v, path, 0, 65535));
+    } else if (key == "max_inflight") {
+      assign(b.max_inflight, int_as<int>(v, path, 1, 65535));
+    } else if (key == "reconnect_min") {
+      assign(b.reconnect_min, duration_value(v, path));
+    } else if (key == "reconnect_max") {
+      assign(b.reconnect_max, duration_value(v, path));
+    } else if (key == "tls") {
+      if (const auto* tt = table_value(v, path)) {
+        b.tls.emplace();
+        load_tls(*tt, *b.tls);
+      }
+    } else {
+      unknown(k, "in [broker]");
+    }
+  }
+
+  const toml::node* pw = t.get("password");
+  const toml::node* pw_file = t.get("password_file");
+  if (pw && pw_file) {
+    error(*pw_file, "broker.password_file: cannot be combined with broker.password; set one of them");
+  } else if (pw_file && !b.password_file.empty()) {
+    std::string text, why;
+    if (!read_regular_file(b.password_file, kMaxSecretBytes, text, why)) {
+      error(*pw_file, "broker.password_file: cannot read " + quote(b.password_file) + ": " + why);
+    } else if (text.find('\0') != std::string::npos) {
+      error(*pw_file, "broker.password_file: " + quote(b.password_file) + " contains a NUL byte");
+    } else {
+      // Editors and `echo` add a final newline that is not part of the secret.
+      while (!text.empty() && (text.back() == '\n' || text.back() == '\r')) text.pop_back();
+      b.password = std::move(text);
+    }
+  }
+  // MQTT 3.1.1 (3.1.2.9) sends a password only together with a user name.
+  if ((pw_file || !b.password.empty()) && b.username.empty()) {
+    error(pw_file ? *pw_file : *pw, std::string(pw_file ? "broker.password_file" : "broker.password") +
+                                        ": needs broker.username (MQTT sends a password only with a user name)");
+  }
+  if (b.reconnect_min > b.reconnect_max) {
+    const toml::node* at = t.get("reconnect_min");
+    if (!at) at = t.get("reconnect_max");
+    error(*at, "broker.reconnect_min: must be <= broker.reconnect_max (" +
+                   std::to_string(b.reconnect_min.count()) + " ms > " +
+                   std::to_string(b.reconnect_max.count()) + " ms)");
+  }
+}
+
+void Loader::load_tls(const toml::table& t, TlsConfig& tls) {
+  for (auto&& [k, v] : t) {
+    const std::string key(k.str());
+    const std::string path = "broker.tls." + key;
+    std::string* file = key == "ca_file" ? &tls.ca_file
+                        : key == "cert_file" ? &tls.cert_file
+                        : key == "key_file" ? &tls.key_file
+                                            : nullptr;
+    if (file) {
+      auto value = string_value(v, path);
+      std::string why;
+      // Checked now so a missing certificate is a start-up error, not a reconnect loop.
+      if (value && !check_readable(*value, why)) {
+        error(v, path + ": cannot read " + quote(*value) + ": " + why);
+      }
+      assign(*file, std::move(value));
+    } else if (key == "verify") {
+      assign(tls.verify, bool_value(v, path));
+    } else {
+      unknown(k, "in [broker.tls]");
+    }
+  }
+  const toml::node* cert = t.get("cert_file");
+  const toml::node* key = t.get("key_file");
+  if (cert && !key) error(*cert, "broker.tls.cert_file: needs broker.tls.key_file as well");
+  if (key && !cert) error(*key, "broker.tls.key_file: needs broker.tls.cert_file as well");
+}
+
+void Loader::load_apps(const toml::table& t, std::map<std::string, AppConfig>& apps) {
+  for (auto&& [k, v] : t) {
+    const std::string name(k.str());
+    const std::string path = "tcpapps." + key_part(name);
+    if (!valid_name(name)) {
+      error(k.source(), path + ": app name must be 1..64 letters, digits, '_' or '-'");
+      continue;
+    }
+    const auto* at = table_value(v, path);
+    if (!at) continue;
+    AppConfig app;
+    app.name = name;
+    for (auto&& [ak, av] : *at) {
+      const std::string key(ak.str());
+      const std::string kpath = path + "." + key;
+      if (key == "port") {
+        assign(app.port, int_as<uint16_t>(av, kpath, 1, 65535));
+      } else if (key == "bind") {
+        auto bind = string_value(av, kpath);
+        std::array<unsigned char, 16> buf{};
+        if (bind && ::inet_pton(AF_INET, bind->c_str(), buf.data()) != 1 &&
+            ::inet_pton(AF_INET6, bind->c_str(), buf.data()) != 1) {
+          error(av, kpath + ": must be an IPv4 or IPv6 address literal, got " + quote(*bind));
+          bind.reset();
+        }
+        assign(app.bind, std::move(bind));
+      } else if (key == "actions") {
+        load_actions(av, kpath, app);
+      } else if (key == "max_line_bytes") {
+        assign(app.max_line_bytes, int_as<size_t>(av, kpath, 1, kInt64Max));
+      } else {
+        unknown(ak, "in [" + path + "]");
+      }
+    }
+    const toml::node* port_node = at->get("port");
+    if (!port_node) missing(*at, path + ".port");
+    if (port_node && app.port != 0) {
+      AppSite site;
+      site.name = name;
+      site.pos = at->source().begin;
+      site.port_node = port_node;
+      site.port = app.port;
+      site.bind = app.bind;
+      // bind was validated above (or is the default), so one of the two parses.
+      if (::inet_pton(AF_INET, app.bind.c_str(), site.addr.data()) == 1) {
+        site.any = site.addr[0] == 0 && site.addr[1] == 0 && site.addr[2] == 0 && site.addr[3] == 0;
+      } else if (::inet_pton(AF_INET6, app.bind.c_str(), site.addr.data()) == 1) {
+        site.any = std::all_of(site.addr.begin(), site.addr.end(), [](unsigned char b) { return b == 0; });
+      }
+      sites_.push_back(site);
+    }
+    apps[name] = std::move(app);
+  }
+}
+
+void Loader::load_actions(const toml::node& n, const std::string& path, AppConfig& app) {
+  const auto* arr = n.as_array();
+  if (!arr) {
+    error(n, path + ": must be an array of tables like { name = \"reboot\", timeout = 60 }, got " +
+                 type_name(n));
+    return;
+  }
+  for (size_t i = 0; i < arr->size(); ++i) {
+    const toml::node& el = *arr->get(i);
+    const std::string epath = path + "[" + std::to_string(i) + "]";
+    const auto* et = el.as_table();
+    if (!et) {
+      error(el, epath + ": must be a table like { name = \"reboot\", timeout = 60 }, got " + type_name(el));
+      continue;
+    }
+    ActionConfig action;
+    for (auto&& [k, v] : *et) {
+      const std::string key(k.str());
+      if (key == "name") {
+        auto name = string_value(v, epath + ".name");
+        if (name) action_sites_.push_back({*name, app.name, &v});
+        assign(action.name, std::move(name));
+      } else if (key == "timeout") {
+        assign(action.timeout, duration_value(v, epath + ".timeout"));
+      } else {
+        unknown(k, "in " + epath);
+      }
+    }
+    if (!et->contains("name")) missing(*et, epath + ".name");
+    app.actions.push_back(std::move(action));
+  }
+}
+
+void Loader::load_streams(const toml::table& t, Config& c) {
+  for (auto&& [k, v] : t) {
+    const std::string name(k.str());
+    const std::string path = "streams." + key_part(name);
+    if (name == kActionStatusStream) {
+      const auto* st = table_value(v, path);
+      if (!st) continue;
+      for (auto&& [sk, sv] : *st) {
+        const std::string key(sk.str());
+        if (key == "topic") {
+          assign(c.streams[name].topic, topic_value(sv, path + ".topic", true, false));
+        } else {
+          error(sk.source(), path + "." + key_part(key) +
+                                 ": cannot be set; the built-in action_status stream takes only 'topic'");
+        }
+      }
+      continue;
+    }
+    ++configured_streams_;
+    if (!valid_name(name)) {
+      error(k.source(), path + ": stream name must be 1..64 letters, digits, '_' or '-'");
+      continue;
+    }
+    const auto* st = table_value(v, path);
+    if (!st) continue;
+    StreamConfig s = c.default_stream;
+    s.name = name;
+    load_stream(*st, path, s);
+    c.streams[name] = std::move(s);
+  }
+}
+
+void Loader::load_stream(const toml::table& t, const std::string& path, StreamConfig& s) {
+  for (auto&& [k, v] : t) {
+    const std::string key(k.str());
+    const std::string kpath = path + "." + key;
+    if (key == "topic") {
+      assign(s.topic, topic_value(v, kpath, true, false));
+    } else if (key == "batch_size") {
+      assign(s.batch_size, int_as<size_t>(v, kpath, 1, 1000000));
+    } else if (key == "flush_period") {
+      assign(s.flush_period, duration_value(v, kpath));
+    } else if (key == "compression") {
+      assign(s.compression, enum_value<Compression>(v, kpath, {{"Lz4", Compression::Lz4},
+                                                              {"Disabled", Compression::Disabled}}));
+    } else if (key == "priority") {
+      assign(s.priority, int_as<int>(v, kpath, 0, 255));
+    } else {
+      unknown(k, "in [" + path + "]");
+    }
+  }
+}
+
+void Loader::load_spool(const toml::table& t, SpoolConfig& s) {
+  for (auto&& [k, v] : t) {
+    const std::string key(k.str());
+    const std::string path = "spool." + key;
+    if (key == "max_bytes") {
+      assign(s.max_bytes, int_as<uint64_t>(v, path, 1, kInt64Max));
+    } else if (key == "max_memory_bytes") {
+      assign(s.max_memory_bytes, int_as<uint64_t>(v, path, 1, kInt64Max));
+    } else if (key == "fsync") {
+      assign(s.fsync, enum_value<FsyncPolicy>(v, path, {{"batch", FsyncPolicy::Batch},
+                                                        {"interval", FsyncPolicy::Interval},
+                                                        {"never", FsyncPolicy::Never}}));
+    } else {
+      unknown(k, "in [spool]");
+    }
+  }
+}
+
+void Loader::load_log(const toml::table& t, LogConfig& l) {
+  for (auto&& [k, v] : t) {
+    const std::string key(k.str());
+    if (key == "level") {
+      assign(l.level, enum_value<LogLevel>(v, "log.level", {{"trace", LogLevel::Trace},
+                                                           {"debug", LogLevel::Debug},
+                                                           {"info", LogLevel::Info},
+                                                           {"warn", LogLevel::Warn},
+                                                           {"error", LogLevel::Error}}));
+    } else {
+      unknown(k, "in [log]");
+    }
+  }
+}
+
+bool issue_before(const ConfigIssue& a, const ConfigIssue& b) {
+  return a.line != b.line ? a.line < b.line : a.column < b.column;
+}
+
+}  // namespace
+
+LoadResult load_config_string(std::string_view text, const std::string& source_name) {
+  LoadResult result;
+  Config config;
+  config.source = source_name;
+  Loader loader(source_name, result);
+  try {
+    const toml::table root = toml::parse(text, source_name);
+    loader.load(root, config);
+  } catch (const toml::parse_error& e) {
+    loader.error(e.source(), "TOML syntax error: " + std::string(e.description()));
+    return result;
+  }
+  // Messages come out in file order although tables are walked in key order.
+  std::stable_sort(result.errors.begin(), result.errors.end(), issue_before);
+  std::stable_sort(result.unknown_keys.begin(), result.unknown_keys.end(), issue_before);
+  if (result.errors.empty()) result.config = std::move(config);
+  return result;
+}
+
+LoadResult load_config_file(const std::string& path) {
+  std::string text, why;
+  if (!read_regular_file(path, kMaxConfigBytes, text, why)) {
+    LoadResult result;
+    result.errors.push_back({path, 0, 0, "cannot read " + path + ": " + why});
+    return result;
+  }
+  return load_config_string(text, path);
+}
+
+}  // namespace edgelink

@@ -1,0 +1,194 @@
+// Printing the effective configuration (`edgelink check`), topic expansion and the
+// small to_string helpers of config.hpp. Written by hand rather than through toml++'s
+// formatter so the output keeps the file's section order instead of alphabetical order.
+
+#include <cstdio>
+#include <cstdlib>
+#include <sstream>
+
+#include "edgelink/config/config.hpp"
+
+namespace edgelink {
+namespace {
+
+// A TOML basic string: every control character escaped so any value prints validly.
+std::string str(std::string_view s) {
+  std::string out = "\"";
+  for (const char ch : s) {
+    const auto c = static_cast<unsigned char>(ch);
+    switch (c) {
+      case '"': out += "\\\""; break;
+      case '\\': out += "\\\\"; break;
+      case '\b': out += "\\b"; break;
+      case '\t': out += "\\t"; break;
+      case '\n': out += "\\n"; break;
+      case '\f': out += "\\f"; break;
+      case '\r': out += "\\r"; break;
+      default:
+        if (c < 0x20 || c == 0x7f) {
+          char hex[8];
+          std::snprintf(hex, sizeof hex, "\\u%04x", c);
+          out += hex;
+        } else {
+          out += ch;
+        }
+    }
+  }
+  return out + "\"";
+}
+
+// A table-header key: bare when TOML allows it, quoted otherwise.
+std::string key(std::string_view k) {
+  bool bare = !k.empty();
+  for (const char c : k) {
+    bare = bare && ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                    c == '_' || c == '-');
+  }
+  return bare ? std::string(k) : str(k);
+}
+
+// Whole seconds print as integers; otherwise a float with millisecond precision,
+// which the loader rounds back to the same millisecond count.
+std::string seconds(Millis ms) {
+  const long long v = ms.count();
+  if (v % 1000 == 0) return std::to_string(v / 1000);
+  const long long mag = std::llabs(v);
+  char buf[48];
+  std::snprintf(buf, sizeof buf, "%s%lld.%03lld", v < 0 ? "-" : "", mag / 1000, mag % 1000);
+  std::string out = buf;
+  while (out.back() == '0') out.pop_back();
+  return out;
+}
+
+const char* to_string(Compression c) { return c == Compression::Lz4 ? "Lz4" : "Disabled"; }
+
+const char* to_string(FsyncPolicy f) {
+  switch (f) {
+    case FsyncPolicy::Batch: return "batch";
+    case FsyncPolicy::Interval: return "interval";
+    case FsyncPolicy::Never: return "never";
+  }
+  return "batch";
+}
+
+}  // namespace
+
+std::string to_toml(const Config& c) {
+  std::ostringstream o;
+  std::string origin = c.source;
+  for (char& ch : origin) {
+    if (static_cast<unsigned char>(ch) < 0x20 || ch == 0x7f) ch = '?';  // keep the comment one line
+  }
+  o << "# effective edgelink configuration" << (origin.empty() ? "" : " of " + origin)
+    << " (defaults filled in)\n";
+  o << "project_id = " << str(c.project_id) << "\n";
+  o << "device_id = " << str(c.device_id) << "\n";
+  o << "persistence_path = " << str(c.persistence_path) << "\n";
+  o << "actions_subscription = " << str(c.actions_subscription) << "\n";
+  o << "presence_topic = " << str(c.presence_topic) << "\n";
+  o << "max_stream_count = " << c.max_stream_count << "\n";
+  o << "shutdown_timeout = " << seconds(c.shutdown_timeout) << "\n";
+
+  const BrokerConfig& b = c.broker;
+  o << "\n[broker]\n";
+  o << "host = " << str(b.host) << "\n";
+  o << "port = " << b.port << "\n";
+  o << "client_id = " << str(b.client_id) << "\n";
+  if (!b.username.empty()) o << "username = " << str(b.username) << "\n";
+  // The secret never reaches the output. With password_file the password came from
+  // that file, so printing the file alone keeps the output loadable.
+  if (!b.password_file.empty()) {
+    o << "password_file = " << str(b.password_file) << "\n";
+  } else if (!b.password.empty()) {
+    o << "password = \"<redacted>\"\n";
+  }
+  o << "keep_alive = " << b.keep_alive << "\n";
+  o << "max_inflight = " << b.max_inflight << "\n";
+  o << "reconnect_min = " << seconds(b.reconnect_min) << "\n";
+  o << "reconnect_max = " << seconds(b.reconnect_max) << "\n";
+  if (b.tls) {
+    o << "\n[broker.tls]\n";
+    if (!b.tls->ca_file.empty()) o << "ca_file = " << str(b.tls->ca_file) << "\n";
+    if (!b.tls->cert_file.empty()) o << "cert_file = " << str(b.tls->cert_file) << "\n";
+    if (!b.tls->key_file.empty()) o << "key_file = " << str(b.tls->key_file) << "\n";
+    o << "verify = " << (b.tls->verify ? "true" : "false") << "\n";
+  }
+
+  for (const auto& [name, app] : c.tcpapps) {
+    o << "\n[tcpapps." << key(name) << "]\n";
+    o << "port = " << app.port << "\n";
+    o << "bind = " << str(app.bind) << "\n";
+    o << "max_line_bytes = " << app.max_line_bytes << "\n";
+    o << "actions = [";
+    for (size_t i = 0; i < app.actions.size(); ++i) {
+      o << (i ? ", " : "") << "{ name = " << str(app.actions[i].name)
+        << ", timeout = " << seconds(app.actions[i].timeout) << " }";
+    }
+    o << "]\n";
+  }
+
+  for (const auto& [name, s] : c.streams) {
+    o << "\n[streams." << key(name) << "]\n";
+    o << "topic = " << str(s.topic) << "\n";
+    if (name == kActionStatusStream) continue;  // only its topic is configurable
+    o << "batch_size = " << s.batch_size << "\n";
+    o << "flush_period = " << seconds(s.flush_period) << "\n";
+    o << "compression = \"" << to_string(s.compression) << "\"\n";
+    o << "priority = " << s.priority << "\n";
+  }
+
+  o << "\n[spool]\n";
+  o << "max_bytes = " << c.spool.max_bytes << "\n";
+  o << "max_memory_bytes = " << c.spool.max_memory_bytes << "\n";
+  o << "fsync = \"" << to_string(c.spool.fsync) << "\"\n";
+
+  o << "\n[log]\n";
+  o << "level = \"" << to_string(c.log.level) << "\"\n";
+  return o.str();
+}
+
+std::string expand_topic(std::string_view tmpl, const Config& config, std::string_view stream) {
+  // One left-to-right pass: a substituted value is never scanned again, so an id that
+  // happens to contain "{stream}" stays literal.
+  std::string out;
+  out.reserve(tmpl.size() + 32);
+  size_t i = 0;
+  while (i < tmpl.size()) {
+    const std::string_view rest = tmpl.substr(i);
+    if (rest.starts_with("{tenant_id}")) {
+      out += config.project_id;
+      i += 11;
+    } else if (rest.starts_with("{device_id}")) {
+      out += config.device_id;
+      i += 11;
+    } else if (rest.starts_with("{stream}")) {
+      out += stream;
+      i += 8;
+    } else {
+      out += tmpl[i++];
+    }
+  }
+  return out;
+}
+
+const char* to_string(LogLevel level) {
+  switch (level) {
+    case LogLevel::Trace: return "trace";
+    case LogLevel::Debug: return "debug";
+    case LogLevel::Info: return "info";
+    case LogLevel::Warn: return "warn";
+    case LogLevel::Error: return "error";
+  }
+  return "info";
+}
+
+std::string ConfigIssue::to_string() const {
+  std::string out = file;
+  if (line > 0) {
+    out += ":" + std::to_string(line);
+    if (column > 0) out += ":" + std::to_string(column);
+  }
+  return out + ": " + message;
+}
+
+}  // namespace edgelink

@@ -1,0 +1,660 @@
+// Tests for load_config_string/load_config_file, to_toml and expand_topic.
+
+#include <catch2/catch.hpp>
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <string>
+
+#include "edgelink/config/config.hpp"
+
+using namespace edgelink;
+using namespace std::chrono_literals;
+
+namespace {
+
+constexpr const char* kIds = "project_id = \"demo\"\ndevice_id = \"gw-001\"\n";
+
+LoadResult load(const std::string& text) { return load_config_string(text, "test.toml"); }
+
+std::string all_issues(const std::vector<ConfigIssue>& issues) {
+  std::string out;
+  for (const auto& i : issues) out += i.to_string() + "\n";
+  return out;
+}
+
+// Exactly one error, containing `text`, at line:col.
+void require_one_error(const std::string& toml, const std::string& text, int line, int col) {
+  INFO(toml);
+  const auto r = load(toml);
+  INFO(all_issues(r.errors));
+  REQUIRE(r.errors.size() == 1);
+  CHECK_FALSE(r.config);
+  CHECK(r.errors[0].file == "test.toml");
+  CHECK(r.errors[0].message.find(text) != std::string::npos);
+  CHECK(r.errors[0].line == line);
+  CHECK(r.errors[0].column == col);
+}
+
+// A private directory for files the loader must read; removed at scope exit.
+struct TempDir {
+  std::string path;
+  TempDir() {
+    char tmpl[] = "/tmp/edgelink_config_test_XXXXXX";
+    REQUIRE(::mkdtemp(tmpl) != nullptr);
+    path = tmpl;
+  }
+  ~TempDir() { std::system(("rm -rf '" + path + "'").c_str()); }
+  std::string write(const std::string& name, const std::string& content) const {
+    const std::string p = path + "/" + name;
+    std::ofstream(p, std::ios::binary) << content;
+    return p;
+  }
+};
+
+const std::string kFull = R"(project_id = "acme"
+device_id = "dev-7"
+persistence_path = "/tmp/state"
+actions_subscription = "/t/{tenant_id}/d/{device_id}/+/actions"
+presence_topic = "/t/{tenant_id}/d/{device_id}/up"
+max_stream_count = 10
+shutdown_timeout = 2.5
+
+[broker]
+host = "broker.example"
+port = 8883
+client_id = "client-7"
+username = "user"
+password = "s3cret"
+keep_alive = 0
+max_inflight = 7
+reconnect_min = 0.25
+reconnect_max = 120
+
+[tcpapps.app1]
+port = 6000
+bind = "::1"
+actions = [{ name = "a1", timeout = 1.5 }, { name = "a2" }]
+max_line_bytes = 4096
+
+[tcpapps.app2]
+port = 6000
+bind = "127.0.0.2"
+
+[streams.imu]
+topic = "/x/{device_id}/{stream}"
+batch_size = 5
+flush_period = 0.5
+compression = "lz4"
+priority = 255
+
+[streams.gps-1]
+
+[streams.action_status]
+topic = "/s/{tenant_id}"
+
+[spool]
+max_bytes = 1000
+max_memory_bytes = 100
+fsync = "Never"
+
+[log]
+level = "debug"
+)";
+
+// Field-by-field equality; the password is compared by the caller because to_toml
+// redacts it.
+void check_same_except_password(const Config& a, const Config& b) {
+  CHECK(a.project_id == b.project_id);
+  CHECK(a.device_id == b.device_id);
+  CHECK(a.persistence_path == b.persistence_path);
+  CHECK(a.actions_subscription == b.actions_subscription);
+  CHECK(a.presence_topic == b.presence_topic);
+  CHECK(a.max_stream_count == b.max_stream_count);
+  CHECK(a.shutdown_timeout == b.shutdown_timeout);
+  CHECK(a.broker.host == b.broker.host);
+  CHECK(a.broker.port == b.broker.port);
+  CHECK(a.broker.client_id == b.broker.client_id);
+  CHECK(a.broker.username == b.broker.username);
+  CHECK(a.broker.password_file == b.broker.password_file);
+  CHECK(a.broker.keep_alive == b.broker.keep_alive);
+  CHECK(a.broker.max_inflight == b.broker.max_inflight);
+  CHECK(a.broker.reconnect_min == b.broker.reconnect_min);
+  CHECK(a.broker.reconnect_max == b.broker.reconnect_max);
+  REQUIRE(a.broker.tls.has_value() == b.broker.tls.has_value());
+  if (a.broker.tls) {
+    CHECK(a.broker.tls->ca_file == b.broker.tls->ca_file);
+    CHECK(a.broker.tls->cert_file == b.broker.tls->cert_file);
+    CHECK(a.broker.tls->key_file == b.broker.tls->key_file);
+    CHECK(a.broker.tls->verify == b.broker.tls->verify);
+  }
+  REQUIRE(a.tcpapps.size() == b.tcpapps.size());
+  for (const auto& [name, app] : a.tcpapps) {
+    REQUIRE(b.tcpapps.count(name) == 1);
+    const AppConfig& other = b.tcpapps.at(name);
+    CHECK(app.name == other.name);
+    CHECK(app.bind == other.bind);
+    CHECK(app.port == other.port);
+    CHECK(app.max_line_bytes == other.max_line_bytes);
+    REQUIRE(app.actions.size() == other.actions.size());
+    for (size_t i = 0; i < app.actions.size(); ++i) {
+      CHECK(app.actions[i].name == other.actions[i].name);
+      CHECK(app.actions[i].timeout == other.actions[i].timeout);
+    }
+  }
+  REQUIRE(a.streams.size() == b.streams.size());
+  for (const auto& [name, s] : a.streams) {
+    REQUIRE(b.streams.count(name) == 1);
+    const StreamConfig& other = b.streams.at(name);
+    CHECK(s.name == other.name);
+    CHECK(s.topic == other.topic);
+    CHECK(s.batch_size == other.batch_size);
+    CHECK(s.flush_period == other.flush_period);
+    CHECK(s.compression == other.compression);
+    CHECK(s.priority == other.priority);
+  }
+  CHECK(a.default_stream.topic == b.default_stream.topic);
+  CHECK(a.default_stream.batch_size == b.default_stream.batch_size);
+  CHECK(a.default_stream.flush_period == b.default_stream.flush_period);
+  CHECK(a.spool.max_bytes == b.spool.max_bytes);
+  CHECK(a.spool.max_memory_bytes == b.spool.max_memory_bytes);
+  CHECK(a.spool.fsync == b.spool.fsync);
+  CHECK(a.log.level == b.log.level);
+}
+
+}  // namespace
+
+TEST_CASE("config: a full valid file fills every field", "[config]") {
+  const auto r = load(kFull);
+  INFO(all_issues(r.errors));
+  REQUIRE(r.errors.empty());
+  CHECK(r.unknown_keys.empty());
+  REQUIRE(r.config);
+  const Config& c = *r.config;
+  CHECK(c.source == "test.toml");
+  CHECK(c.project_id == "acme");
+  CHECK(c.device_id == "dev-7");
+  CHECK(c.persistence_path == "/tmp/state");
+  CHECK(c.actions_subscription == "/t/{tenant_id}/d/{device_id}/+/actions");
+  CHECK(c.presence_topic == "/t/{tenant_id}/d/{device_id}/up");
+  CHECK(c.max_stream_count == 10);
+  CHECK(c.shutdown_timeout == 2500ms);
+  CHECK(c.broker.host == "broker.example");
+  CHECK(c.broker.port == 8883);
+  CHECK(c.broker.client_id == "client-7");
+  CHECK(c.broker.username == "user");
+  CHECK(c.broker.password == "s3cret");
+  CHECK(c.broker.keep_alive == 0);
+  CHECK(c.broker.max_inflight == 7);
+  CHECK(c.broker.reconnect_min == 250ms);
+  CHECK(c.broker.reconnect_max == 120000ms);
+  CHECK_FALSE(c.broker.tls);
+  REQUIRE(c.tcpapps.size() == 2);
+  const AppConfig& app1 = c.tcpapps.at("app1");
+  CHECK(app1.name == "app1");
+  CHECK(app1.bind == "::1");
+  CHECK(app1.port == 6000);
+  CHECK(app1.max_line_bytes == 4096);
+  REQUIRE(app1.actions.size() == 2);
+  CHECK(app1.actions[0].name == "a1");
+  CHECK(app1.actions[0].timeout == 1500ms);
+  CHECK(app1.actions[1].name == "a2");
+  CHECK(app1.actions[1].timeout == 60000ms);
+  CHECK(c.tcpapps.at("app2").actions.empty());
+  REQUIRE(c.streams.size() == 3);
+  const StreamConfig& imu = c.streams.at("imu");
+  CHECK(imu.name == "imu");
+  CHECK(imu.topic == "/x/{device_id}/{stream}");
+  CHECK(imu.batch_size == 5);
+  CHECK(imu.flush_period == 500ms);
+  CHECK(imu.compression == Compression::Lz4);
+  CHECK(imu.priority == 255);
+  const StreamConfig& gps = c.streams.at("gps-1");
+  CHECK(gps.topic == "/tenants/{tenant_id}/devices/{device_id}/events/{stream}/jsonarray");
+  CHECK(gps.batch_size == 100);
+  const StreamConfig& status = c.streams.at("action_status");
+  CHECK(status.topic == "/s/{tenant_id}");
+  CHECK(status.batch_size == 1);
+  CHECK(status.priority == kActionStatusPriority);
+  CHECK(c.spool.max_bytes == 1000);
+  CHECK(c.spool.max_memory_bytes == 100);
+  CHECK(c.spool.fsync == FsyncPolicy::Never);
+  CHECK(c.log.level == LogLevel::Debug);
+}
+
+TEST_CASE("config: defaults fill everything not in the file", "[config]") {
+  const auto r = load(kIds);
+  REQUIRE(r.errors.empty());
+  REQUIRE(r.config);
+  const Config& c = *r.config;
+  CHECK(c.persistence_path == "/var/lib/edgelink");
+  CHECK(c.actions_subscription == "/tenants/{tenant_id}/devices/{device_id}/actions");
+  CHECK(c.presence_topic == "/tenants/{tenant_id}/devices/{device_id}/presence");
+  CHECK(c.max_stream_count == 64);
+  CHECK(c.shutdown_timeout == 5000ms);
+  CHECK(c.broker.host == "localhost");
+  CHECK(c.broker.port == 1883);
+  CHECK(c.broker.client_id == "gw-001");  // device_id
+  CHECK(c.broker.password.empty());
+  CHECK(c.broker.keep_alive == 30);
+  CHECK(c.broker.max_inflight == 100);
+  CHECK(c.broker.reconnect_min == 1000ms);
+  CHECK(c.broker.reconnect_max == 60000ms);
+  CHECK_FALSE(c.broker.tls);
+  CHECK(c.tcpapps.empty());
+  REQUIRE(c.streams.size() == 1);
+  const StreamConfig& status = c.streams.at(kActionStatusStream);
+  CHECK(status.name == "action_status");
+  CHECK(status.topic == "/tenants/{tenant_id}/devices/{device_id}/action/status");
+  CHECK(status.batch_size == 1);
+  CHECK(status.priority == kActionStatusPriority);
+  CHECK(c.default_stream.name.empty());
+  CHECK(c.default_stream.topic == "/tenants/{tenant_id}/devices/{device_id}/events/{stream}/jsonarray");
+  CHECK(c.default_stream.batch_size == 100);
+  CHECK(c.default_stream.flush_period == 60000ms);
+  CHECK(c.default_stream.compression == Compression::Disabled);
+  CHECK(c.spool.max_bytes == 256ull << 20);
+  CHECK(c.spool.max_memory_bytes == 16ull << 20);
+  CHECK(c.spool.fsync == FsyncPolicy::Batch);
+  CHECK(c.log.level == LogLevel::Info);
+
+  const auto app = load(std::string(kIds) + "[tcpapps.a]\nport = 1\n");
+  REQUIRE(app.config);
+  CHECK(app.config->tcpapps.at("a").bind == "127.0.0.1");
+  CHECK(app.config->tcpapps.at("a").max_line_bytes == 1u << 20);
+}
+
+TEST_CASE("config: the shipped example config loads cleanly", "[config]") {
+  // Found relative to this source file, so the test does not depend on the working directory.
+  std::string root = __FILE__;
+  root.erase(root.rfind("tests/unit/config/"));
+  const auto r = load_config_file(root + "config/edgelink.toml");
+  INFO(all_issues(r.errors));
+  REQUIRE(r.config);
+  CHECK(r.unknown_keys.empty());
+  const Config& c = *r.config;
+  CHECK(c.project_id == "demo");
+  CHECK(c.device_id == "gw-001");
+  CHECK(c.broker.host == "localhost");
+  CHECK(c.broker.port == 1883);
+  const AppConfig& app = c.tcpapps.at("main_app");
+  CHECK(app.port == 5050);
+  REQUIRE(app.actions.size() == 2);
+  CHECK(app.actions[0].name == "update_firmware");
+  CHECK(app.actions[0].timeout == 300000ms);
+  CHECK(app.actions[1].name == "reboot");
+  CHECK(c.streams.at("imu").batch_size == 100);
+}
+
+TEST_CASE("config: each error names the key and its position", "[config]") {
+  const std::string ids = kIds;  // lines 1-2
+  // Required keys missing: no node to point at.
+  require_one_error("device_id = \"d\"\n", "project_id: required key is missing", 0, 0);
+  require_one_error("project_id = \"p\"\n", "device_id: required key is missing", 0, 0);
+  require_one_error("project_id = \"\"\ndevice_id = \"d\"\n", "project_id: must be a non-empty string", 1, 14);
+  require_one_error("project_id = 5\ndevice_id = \"d\"\n", "project_id: must be a string, got an integer", 1, 14);
+  require_one_error("project_id = \"a+b\"\ndevice_id = \"d\"\n", "must not contain '/', '+' or '#'", 1, 14);
+  require_one_error(ids + "max_stream_count = 0\n", "max_stream_count: must be an integer > 0, got 0", 3, 20);
+  require_one_error(ids + "shutdown_timeout = -1\n", "shutdown_timeout: must be a number of seconds >= 0", 3, 20);
+  require_one_error(ids + "presence_topic = \"/p/#\"\n", "must not contain the MQTT wildcards", 3, 18);
+  require_one_error(ids + "presence_topic = \"/p/{stream}\"\n", "unknown placeholder \"{stream}\"", 3, 18);
+  require_one_error(ids + "persistence_path = \"a\\u0000b\"\n", "must not contain NUL", 3, 20);
+  require_one_error(ids + "broker = 3\n", "broker: must be a table, got an integer", 3, 10);
+
+  require_one_error(ids + "[broker]\nport = 70000\n", "broker.port: must be an integer 1..65535, got 70000", 4, 8);
+  require_one_error(ids + "[broker]\nport = \"1883\"\n", "broker.port: must be an integer 1..65535, got a string", 4, 8);
+  require_one_error(ids + "[broker]\nport = 1883.0\n", "must be an integer 1..65535, got a float", 4, 8);
+  require_one_error(ids + "[broker]\nhost = \"\"\n", "broker.host: must be a non-empty string", 4, 8);
+  require_one_error(ids + "[broker]\nkeep_alive = -1\n", "broker.keep_alive: must be an integer 0..65535", 4, 14);
+  require_one_error(ids + "[broker]\nmax_inflight = 0\n", "broker.max_inflight: must be an integer 1..65535", 4, 16);
+  require_one_error(ids + "[broker]\nreconnect_min = 0\n", "broker.reconnect_min: must be a number of seconds > 0", 4, 17);
+  require_one_error(ids + "[broker]\nreconnect_min = 0.0001\n", "1 ms resolution", 4, 17);
+  require_one_error(ids + "[broker]\nreconnect_max = nan\n", "broker.reconnect_max: must be a number of seconds > 0", 4, 17);
+  require_one_error(ids + "[broker]\nreconnect_max = inf\n", "must be a number of seconds > 0", 4, 17);
+  require_one_error(ids + "[broker]\nreconnect_max = 1e300\n", "at most 10 years", 4, 17);
+  require_one_error(ids + "[broker]\nreconnect_max = true\n", "got a boolean", 4, 17);
+  require_one_error(ids + "[broker]\nreconnect_min = 61\n", "broker.reconnect_min: must be <= broker.reconnect_max", 4, 17);
+  require_one_error(ids + "[broker]\nreconnect_max = 0.5\n", "broker.reconnect_min: must be <= broker.reconnect_max", 4, 17);
+  require_one_error(ids + "[broker]\nclient_id = \"\"\n", "broker.client_id: must be a non-empty string", 4, 13);
+  require_one_error(ids + "[broker]\npassword = \"x\"\n", "broker.password: needs broker.username", 4, 12);
+
+  require_one_error(ids + "[tcpapps.main_app]\nport = 70000\n",
+                    "tcpapps.main_app.port: must be an integer 1..65535, got 70000", 4, 8);
+  require_one_error(ids + "[tcpapps.main_app]\nbind = \"127.0.0.1\"\n", "tcpapps.main_app.port: required key is missing", 3, 1);
+  require_one_error(ids + "[tcpapps.a]\nport = 1\nbind = \"localhost\"\n",
+                    "tcpapps.a.bind: must be an IPv4 or IPv6 address literal, got \"localhost\"", 5, 8);
+  require_one_error(ids + "[tcpapps.a]\nport = 1\nbind = \"127.0.0.1\\u0000x\"\n", "must not contain NUL", 5, 8);
+  require_one_error(ids + "[tcpapps.a]\nport = 1\nmax_line_bytes = 0\n", "tcpapps.a.max_line_bytes: must be an integer > 0", 5, 18);
+  require_one_error(ids + "[tcpapps.a]\nport = 1\nactions = \"reboot\"\n", "tcpapps.a.actions: must be an array", 5, 11);
+  require_one_error(ids + "[tcpapps.a]\nport = 1\nactions = [\"reboot\"]\n",
+                    "tcpapps.a.actions[0]: must be a table", 5, 12);
+  require_one_error(ids + "[tcpapps.a]\nport = 1\nactions = [{ timeout = 5 }]\n",
+                    "tcpapps.a.actions[0].name: required key is missing", 5, 12);
+  require_one_error(ids + "[tcpapps.a]\nport = 1\nactions = [{ name = \"\" }]\n",
+                    "tcpapps.a.actions[0].name: must be a non-empty string", 5, 21);
+  require_one_error(ids + "[tcpapps.a]\nport = 1\nactions = [{ name = \"r\", timeout = 0 }]\n",
+                    "tcpapps.a.actions[0].timeout: must be a number of seconds > 0", 5, 36);
+  require_one_error(ids + "[tcpapps.\"a b\"]\nport = 1\n", "tcpapps.\"a b\": app name must be", 3, 10);
+  require_one_error(ids + "tcpapps = 1\n", "tcpapps: must be a table", 3, 11);
+
+  require_one_error(ids + "[streams.\"bad name\"]\n", "streams.\"bad name\": stream name must be 1..64", 3, 10);
+  require_one_error(ids + "[streams." + std::string(65, 'x') + "]\n", "stream name must be 1..64", 3, 10);
+  require_one_error(ids + "[streams.s]\nbatch_size = 0\n", "streams.s.batch_size: must be an integer 1..1000000, got 0", 4, 14);
+  require_one_error(ids + "[streams.s]\nbatch_size = 1000001\n", "got 1000001", 4, 14);
+  require_one_error(ids + "[streams.s]\nflush_period = -0.5\n", "streams.s.flush_period: must be a number of seconds > 0", 4, 16);
+  require_one_error(ids + "[streams.s]\ncompression = \"zstd\"\n",
+                    "streams.s.compression: must be one of \"Lz4\", \"Disabled\", got \"zstd\"", 4, 15);
+  require_one_error(ids + "[streams.s]\ncompression = 1\n", "got an integer", 4, 15);
+  require_one_error(ids + "[streams.s]\npriority = 256\n", "streams.s.priority: must be an integer 0..255, got 256", 4, 12);
+  require_one_error(ids + "[streams.s]\ntopic = \"/a/{stram}\"\n", "unknown placeholder \"{stram}\"", 4, 9);
+  require_one_error(ids + "[streams.s]\ntopic = \"/a/+\"\n", "wildcards", 4, 9);
+  require_one_error(ids + "[streams.s]\ntopic = \"\"\n", "streams.s.topic: must be a non-empty string", 4, 9);
+  require_one_error(ids + "streams.s = 5\n", "streams.s: must be a table", 3, 13);
+  require_one_error(ids + "[streams.action_status]\nbatch_size = 5\n",
+                    "streams.action_status.batch_size: cannot be set", 4, 1);
+  require_one_error(ids + "max_stream_count = 1\n[streams.a]\n[streams.b]\n",
+                    "2 streams are configured but max_stream_count is 1", 3, 20);
+
+  require_one_error(ids + "[spool]\nmax_bytes = 0\n", "spool.max_bytes: must be an integer > 0", 4, 13);
+  require_one_error(ids + "[spool]\nmax_memory_bytes = -5\n", "spool.max_memory_bytes: must be an integer > 0, got -5", 4, 20);
+  require_one_error(ids + "[spool]\nfsync = \"always\"\n",
+                    "spool.fsync: must be one of \"batch\", \"interval\", \"never\", got \"always\"", 4, 9);
+  require_one_error(ids + "[log]\nlevel = \"verbose\"\n", "log.level: must be one of \"trace\"", 4, 9);
+  require_one_error(ids + "[log]\nlevel = [\"info\"]\n", "got an array", 4, 9);
+}
+
+TEST_CASE("config: accepted edge values", "[config]") {
+  const std::string ids = kIds;
+  auto r = load(ids + "max_stream_count = 1\n[streams.a]\n[streams.action_status]\n");
+  CHECK(r.config);  // action_status does not count
+  r = load(ids + "[log]\nlevel = \"WARN\"\n[streams.s]\ncompression = \"LZ4\"\n[spool]\nfsync = \"Interval\"\n");
+  REQUIRE(r.config);
+  CHECK(r.config->log.level == LogLevel::Warn);
+  CHECK(r.config->streams.at("s").compression == Compression::Lz4);
+  CHECK(r.config->spool.fsync == FsyncPolicy::Interval);
+  r = load(ids + "shutdown_timeout = 0\n[broker]\nport = 65535\nreconnect_min = 0.001\nreconnect_max = 0.001\n");
+  REQUIRE(r.config);
+  CHECK(r.config->shutdown_timeout == 0ms);
+  CHECK(r.config->broker.port == 65535);
+  CHECK(r.config->broker.reconnect_min == 1ms);
+  r = load(ids + "[streams." + std::string(64, 'x') + "]\n");
+  CHECK(r.config);
+  // Actions may also be written as an array of tables.
+  r = load(ids + "[tcpapps.a]\nport = 1\n[[tcpapps.a.actions]]\nname = \"x\"\ntimeout = 2\n");
+  REQUIRE(r.config);
+  REQUIRE(r.config->tcpapps.at("a").actions.size() == 1);
+  CHECK(r.config->tcpapps.at("a").actions[0].timeout == 2000ms);
+}
+
+TEST_CASE("config: apps must not share an address or an action", "[config]") {
+  const std::string ids = kIds;
+  require_one_error(ids + "[tcpapps.a]\nport = 5050\n[tcpapps.b]\nport = 5050\n",
+                    "tcpapps.b.port: 127.0.0.1 port 5050 overlaps tcpapps.a", 6, 8);
+  // The error is on the app that comes later in the file, whatever the names sort as.
+  require_one_error(ids + "[tcpapps.z]\nport = 5050\n[tcpapps.a]\nport = 5050\n",
+                    "tcpapps.a.port: 127.0.0.1 port 5050 overlaps tcpapps.z", 6, 8);
+  require_one_error(ids + "[tcpapps.a]\nport = 5050\n[tcpapps.b]\nport = 5050\nbind = \"0.0.0.0\"\n",
+                    "overlaps tcpapps.a", 6, 8);
+  require_one_error(ids + "[tcpapps.a]\nport = 5050\nbind = \"::\"\n[tcpapps.b]\nport = 5050\nbind = \"10.0.0.1\"\n",
+                    "overlaps tcpapps.a", 7, 8);
+  require_one_error(ids + "[tcpapps.a]\nport = 1\nbind = \"::1\"\n[tcpapps.b]\nport = 1\nbind = \"0:0::1\"\n",
+                    "overlaps", 7, 8);
+  CHECK(load(ids + "[tcpapps.a]\nport = 5050\n[tcpapps.b]\nport = 5051\n").config);
+  CHECK(load(ids + "[tcpapps.a]\nport = 5050\n[tcpapps.b]\nport = 5050\nbind = \"127.0.0.2\"\n").config);
+
+  require_one_error(ids + "[tcpapps.b]\nport = 1\nactions = [{ name = \"reboot\" }]\n"
+                          "[tcpapps.a]\nport = 2\nactions = [{ name = \"x\" }, { name = \"reboot\" }]\n",
+                    "tcpapps.a.actions: action \"reboot\" is already listed by tcpapps.b", 8, 37);
+  require_one_error(ids + "[tcpapps.a]\nport = 1\nactions = [{ name = \"r\" }, { name = \"r\" }]\n",
+                    "already listed by tcpapps.a", 5, 37);
+}
+
+TEST_CASE("config: all errors are reported in one pass, in file order", "[config]") {
+  const std::string text = R"(project_id = ""
+device_id = "gw"
+[broker]
+port = 0
+keep_alive = "30"
+[tcpapps.a]
+port = 70000
+actions = [{ name = "x", timeout = -1 }]
+[streams.s]
+batch_size = 0
+priority = -1
+[spool]
+fsync = "sometimes"
+[log]
+level = 3
+)";
+  const auto r = load(text);
+  INFO(all_issues(r.errors));
+  CHECK_FALSE(r.config);
+  REQUIRE(r.errors.size() == 9);
+  const int lines[] = {1, 4, 5, 7, 8, 10, 11, 13, 15};
+  for (size_t i = 0; i < r.errors.size(); ++i) CHECK(r.errors[i].line == lines[i]);
+  CHECK(r.errors[0].message.find("project_id") == 0);
+  CHECK(r.errors[8].message.find("log.level") == 0);
+}
+
+TEST_CASE("config: unknown keys are listed with positions and keep the config", "[config]") {
+  const std::string text = std::string(kIds) + R"(prot = 1
+[broker]
+hots = "x"
+[broker.tls]
+verfy = false
+[tcpapps.a]
+port = 1
+bnd = "x"
+actions = [{ name = "r", timout = 3 }]
+[streams.s]
+batchsize = 3
+[spool]
+max = 1
+[log]
+lvl = "x"
+[devices.mcu]
+port = "/dev/ttyUSB0"
+[http]
+)";
+  const auto r = load(text);
+  INFO(all_issues(r.unknown_keys));
+  CHECK(r.errors.empty());
+  CHECK(r.config);
+  REQUIRE(r.unknown_keys.size() == 10);
+  const auto& u = r.unknown_keys;
+  CHECK(u[0].message == "unknown key 'prot' at top level");
+  CHECK((u[0].line == 3 && u[0].column == 1));
+  CHECK(u[1].message == "unknown key 'hots' in [broker]");
+  CHECK(u[1].line == 5);
+  CHECK(u[2].message == "unknown key 'verfy' in [broker.tls]");
+  CHECK(u[2].line == 7);
+  CHECK(u[3].message == "unknown key 'bnd' in [tcpapps.a]");
+  CHECK(u[3].line == 10);
+  CHECK(u[4].message == "unknown key 'timout' in tcpapps.a.actions[0]");
+  CHECK((u[4].line == 11 && u[4].column == 26));
+  CHECK(u[5].message == "unknown key 'batchsize' in [streams.s]");
+  CHECK(u[6].message == "unknown key 'max' in [spool]");
+  CHECK(u[7].message == "unknown key 'lvl' in [log]");
+  CHECK(u[8].message == "unknown key 'devices' at top level");
+  CHECK(u[8].line == 18);
+  CHECK(u[9].message == "unknown key 'http' at top level");
+  CHECK(u[9].line == 20);
+  CHECK(u[9].to_string() == "test.toml:20:2: unknown key 'http' at top level");
+}
+
+TEST_CASE("config: password_file", "[config]") {
+  TempDir dir;
+  const std::string ids = kIds;
+  const std::string file = dir.write("pass", "hunter2\r\n");
+  auto r = load(ids + "[broker]\nusername = \"u\"\npassword_file = \"" + file + "\"\n");
+  INFO(all_issues(r.errors));
+  REQUIRE(r.config);
+  CHECK(r.config->broker.password == "hunter2");
+  CHECK(r.config->broker.password_file == file);
+
+  require_one_error(ids + "[broker]\nusername = \"u\"\npassword_file = \"" + dir.path + "/none\"\n",
+                    "broker.password_file: cannot read \"" + dir.path + "/none\": No such file or directory", 5, 17);
+  require_one_error(ids + "[broker]\nusername = \"u\"\npassword_file = \"" + dir.path + "\"\n",
+                    "Is a directory", 5, 17);
+  require_one_error(ids + "[broker]\nusername = \"u\"\npassword = \"p\"\npassword_file = \"" + file + "\"\n",
+                    "broker.password_file: cannot be combined with broker.password", 6, 17);
+  require_one_error(ids + "[broker]\npassword_file = \"" + file + "\"\n", "needs broker.username", 4, 17);
+  const std::string nul = dir.write("nul", std::string("a\0b", 3));
+  require_one_error(ids + "[broker]\nusername = \"u\"\npassword_file = \"" + nul + "\"\n", "NUL byte", 5, 17);
+}
+
+TEST_CASE("config: TLS files must be readable and paired", "[config]") {
+  TempDir dir;
+  const std::string ids = kIds;
+  const std::string ca = dir.write("ca.pem", "ca");
+  const std::string cert = dir.write("cert.pem", "cert");
+  const std::string key = dir.write("key.pem", "key");
+  auto r = load(ids + "[broker.tls]\nca_file = \"" + ca + "\"\ncert_file = \"" + cert + "\"\nkey_file = \"" +
+                key + "\"\nverify = false\n");
+  INFO(all_issues(r.errors));
+  REQUIRE(r.config);
+  REQUIRE(r.config->broker.tls);
+  CHECK(r.config->broker.tls->ca_file == ca);
+  CHECK(r.config->broker.tls->cert_file == cert);
+  CHECK(r.config->broker.tls->key_file == key);
+  CHECK_FALSE(r.config->broker.tls->verify);
+
+  r = load(ids + "[broker.tls]\n");
+  REQUIRE(r.config);
+  REQUIRE(r.config->broker.tls);  // an empty section still turns TLS on
+  CHECK(r.config->broker.tls->verify);
+  CHECK(r.config->broker.tls->ca_file.empty());
+
+  require_one_error(ids + "[broker.tls]\nca_file = \"" + dir.path + "/missing.pem\"\n",
+                    "broker.tls.ca_file: cannot read \"" + dir.path + "/missing.pem\": No such file", 4, 11);
+  require_one_error(ids + "[broker.tls]\ncert_file = \"" + cert + "\"\n",
+                    "broker.tls.cert_file: needs broker.tls.key_file", 4, 13);
+  require_one_error(ids + "[broker.tls]\nkey_file = \"" + key + "\"\n",
+                    "broker.tls.key_file: needs broker.tls.cert_file", 4, 12);
+  require_one_error(ids + "[broker.tls]\nverify = \"yes\"\n", "broker.tls.verify: must be a boolean", 4, 10);
+  require_one_error(ids + "[broker.tls]\nca_file = \"" + dir.path + "\"\n", "Is a directory", 4, 11);
+
+  // Both problems of one section at once.
+  r = load(ids + "[broker.tls]\ncert_file = \"" + dir.path + "/nope\"\nca_file = 1\n");
+  CHECK(r.errors.size() == 3);
+}
+
+TEST_CASE("config: to_toml round-trips to an equal config", "[config]") {
+  TempDir dir;
+  const std::string ca = dir.write("ca.pem", "ca");
+  const std::string cert = dir.write("cert.pem", "cert");
+  const std::string key = dir.write("key.pem", "key");
+  std::string text = kFull;
+  text += "\n[broker.tls]\nca_file = \"" + ca + "\"\ncert_file = \"" + cert + "\"\nkey_file = \"" + key +
+          "\"\nverify = false\n";
+  const auto first = load(text);
+  INFO(all_issues(first.errors));
+  REQUIRE(first.config);
+
+  const std::string printed = to_toml(*first.config);
+  INFO(printed);
+  CHECK(printed.find("s3cret") == std::string::npos);
+  const auto second = load_config_string(printed, "printed.toml");
+  INFO(all_issues(second.errors));
+  REQUIRE(second.config);
+  CHECK(second.unknown_keys.empty());
+  // to_toml redacts the password, so it is the one field that cannot round-trip.
+  check_same_except_password(*first.config, *second.config);
+  CHECK(second.config->broker.password == "<redacted>");
+  // Printing is stable once defaults are filled in (the first line names the source).
+  const std::string reprinted = to_toml(*second.config);
+  CHECK(reprinted.substr(reprinted.find('\n')) == printed.substr(printed.find('\n')));
+
+  SECTION("defaults and awkward strings") {
+    Config c = *load(kIds).config;
+    c.persistence_path = "/tmp/a \"quoted\"\\path\twith\nnewline";
+    c.presence_topic = "/p/\x01";
+    c.source = "evil\nname";
+    c.tcpapps["a"] = AppConfig{"a", "127.0.0.1", 99, {{"odd \"name\"", Millis{1}}}, 10};
+    const std::string out = to_toml(c);
+    INFO(out);
+    const auto back = load_config_string(out, "x");
+    INFO(all_issues(back.errors));
+    REQUIRE(back.config);
+    check_same_except_password(c, *back.config);
+  }
+
+  SECTION("password_file is printed instead of the secret") {
+    const std::string file = dir.write("pass", "pw\n");
+    const auto r = load(std::string(kIds) + "[broker]\nusername = \"u\"\npassword_file = \"" + file + "\"\n");
+    REQUIRE(r.config);
+    const std::string out = to_toml(*r.config);
+    CHECK(out.find("\"pw\"") == std::string::npos);
+    const auto back = load_config_string(out, "x");
+    REQUIRE(back.config);
+    CHECK(back.config->broker.password == "pw");  // read again from the file
+  }
+}
+
+TEST_CASE("config: TOML syntax errors carry their position", "[config]") {
+  const auto r = load(std::string(kIds) + "[broker]\nport = = 3\n");
+  REQUIRE(r.errors.size() == 1);
+  CHECK_FALSE(r.config);
+  CHECK(r.errors[0].line == 4);
+  CHECK(r.errors[0].column > 0);
+  CHECK(r.errors[0].message.rfind("TOML syntax error: ", 0) == 0);
+  CHECK(r.errors[0].to_string().rfind("test.toml:4:", 0) == 0);
+
+  const auto dup = load(std::string(kIds) + "device_id = \"again\"\n");
+  REQUIRE(dup.errors.size() == 1);
+  CHECK(dup.errors[0].line == 3);
+
+  const auto bad_utf8 = load(std::string(kIds) + "persistence_path = \"\xff\"\n");
+  REQUIRE(bad_utf8.errors.size() == 1);
+  CHECK(bad_utf8.errors[0].line == 3);
+}
+
+TEST_CASE("config: load_config_file", "[config]") {
+  TempDir dir;
+  const std::string missing = dir.path + "/nope.toml";
+  auto r = load_config_file(missing);
+  REQUIRE(r.errors.size() == 1);
+  CHECK_FALSE(r.config);
+  CHECK(r.errors[0].to_string() == missing + ": cannot read " + missing + ": No such file or directory");
+
+  r = load_config_file(dir.path);
+  REQUIRE(r.errors.size() == 1);
+  CHECK(r.errors[0].message.find("Is a directory") != std::string::npos);
+
+  const std::string good = dir.write("good.toml", std::string(kIds) + "[broker]\nport = 1\n");
+  r = load_config_file(good);
+  REQUIRE(r.config);
+  CHECK(r.config->source == good);
+  CHECK(r.config->broker.port == 1);
+
+  const std::string bad = dir.write("bad.toml", std::string(kIds) + "[broker]\nport = 0\n");
+  r = load_config_file(bad);
+  REQUIRE(r.errors.size() == 1);
+  CHECK(r.errors[0].to_string() == bad + ":4:8: broker.port: must be an integer 1..65535, got 0");
+}
+
+TEST_CASE("config: expand_topic", "[config]") {
+  Config c;
+  c.project_id = "demo";
+  c.device_id = "gw-001";
+  CHECK(expand_topic("/tenants/{tenant_id}/devices/{device_id}/events/{stream}/jsonarray", c, "imu") ==
+        "/tenants/demo/devices/gw-001/events/imu/jsonarray");
+  CHECK(expand_topic("{device_id}{device_id}", c) == "gw-001gw-001");
+  CHECK(expand_topic("/a/{stream}", c) == "/a/");
+  CHECK(expand_topic("/{unknown}/{tenant_id", c) == "/{unknown}/{tenant_id");
+  CHECK(expand_topic("", c, "s").empty());
+  // Substituted text is not expanded again.
+  c.device_id = "{stream}";
+  CHECK(expand_topic("/{device_id}/{stream}", c, "x") == "/{stream}/x");
+}
+
+TEST_CASE("config: to_string helpers", "[config]") {
+  CHECK(std::string(to_string(LogLevel::Trace)) == "trace");
+  CHECK(std::string(to_string(LogLevel::Warn)) == "warn");
+  CHECK(std::string(to_string(LogLevel::Error)) == "error");
+  CHECK(ConfigIssue{"f.toml", 3, 7, "bad"}.to_string() == "f.toml:3:7: bad");
+  CHECK(ConfigIssue{"f.toml", 0, 0, "bad"}.to_string() == "f.toml: bad");
+}
