@@ -1,0 +1,72 @@
+#pragma once
+// Actions in flight and their deadlines. Pure: the caller passes the time, so
+// timeout logic is tested without sleeping.
+
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <optional>
+#include <set>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <unordered_set>
+#include <vector>
+
+namespace edgelink {
+
+struct TrackedAction {
+  std::string id;
+  std::string name;
+  std::string app;
+  std::chrono::steady_clock::time_point deadline;
+};
+
+struct ActionCounters {
+  uint64_t received = 0;      // accepted for routing
+  uint64_t duplicates = 0;    // redelivered while in flight: ignored
+  uint64_t unknown_name = 0;  // no app lists the name: Failed
+  uint64_t invalid = 0;       // malformed action payloads
+  uint64_t completed = 0;     // terminal Completed from the app
+  uint64_t failed = 0;        // terminal Failed from the app
+  uint64_t timed_out = 0;     // deadline passed: Failed by edgelink
+  uint64_t late_statuses = 0; // statuses after timeout or terminal state: dropped
+  uint64_t statuses = 0;      // statuses forwarded from apps
+};
+
+class ActionTracker {
+ public:
+  using TimePoint = std::chrono::steady_clock::time_point;
+
+  // Remembers this many finished ids, to recognise late statuses for them.
+  explicit ActionTracker(size_t finished_memory = 4096) : finished_cap_(finished_memory) {}
+
+  // False when an action with this id is already in flight (a redelivery).
+  bool add(TrackedAction action);
+  bool in_flight(std::string_view id) const { return active_.count(std::string(id)) > 0; }
+  const TrackedAction* find(const std::string& id) const;
+
+  enum class Verdict {
+    Forward,  // in flight, or never seen (an app may report on actions of its own)
+    Late,     // timed out or already terminal: drop and count
+  };
+  // A status from an app; a terminal one ends the action.
+  Verdict on_status(const std::string& id, bool terminal);
+
+  // Removes and returns the actions whose deadline is at or before `now`.
+  std::vector<TrackedAction> expire(TimePoint now);
+  std::optional<TimePoint> next_deadline() const;
+  size_t size() const { return active_.size(); }
+  std::vector<TrackedAction> snapshot() const;
+
+ private:
+  void finish(const std::string& id);
+
+  std::unordered_map<std::string, TrackedAction> active_;
+  std::set<std::pair<TimePoint, std::string>> deadlines_;
+  size_t finished_cap_;
+  std::deque<std::string> finished_order_;
+  std::unordered_set<std::string> finished_;
+};
+
+}  // namespace edgelink

@@ -1,0 +1,98 @@
+#pragma once
+// One TCP listener per configured app, one client per port (a new client evicts the
+// old one), JSON lines in, actions and (after hello) error reports out.
+// Actions are queued for the app, not for a connection: a reconnecting app receives
+// what is pending. When edgelink cannot take more data, sessions stop reading their
+// sockets (back-pressure) instead of dropping lines.
+
+#include <array>
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <asio.hpp>
+
+#include "edgelink/apps/app_message.hpp"
+#include "edgelink/apps/line_framer.hpp"
+#include "edgelink/config/config.hpp"
+#include "edgelink/util/log.hpp"
+
+namespace edgelink {
+
+class AppSink {
+ public:
+  virtual ~AppSink() = default;
+  // False when the point's stream is new and the stream limit is reached.
+  virtual bool on_point(const std::string& app, const DataPoint& point) = 0;
+  virtual void on_status(const std::string& app, ActionStatus&& status) = 0;
+  // False while edgelink cannot take more data: sessions stop reading.
+  virtual bool accepting() const = 0;
+};
+
+struct AppCounters {
+  uint64_t connects = 0;
+  uint64_t evictions = 0;       // a newer client took the port
+  uint64_t lines = 0;
+  uint64_t points = 0;
+  uint64_t statuses = 0;
+  uint64_t actions_delivered = 0;
+  uint64_t pauses = 0;          // times reading stopped for back-pressure
+  uint64_t reports_dropped = 0; // error reports not sent: the app does not read
+  std::array<uint64_t, 7> errors{};  // by AppErrorCode
+};
+
+class AppSession;
+
+class AppServer {
+ public:
+  AppServer(asio::io_context& io, AppSink& sink);
+  ~AppServer();
+
+  // Opens listeners for new apps, closes removed ones, re-binds changed ones. Returns
+  // one message per listener that could not be opened (those apps stay closed).
+  std::vector<std::string> apply(const std::map<std::string, AppConfig>& apps);
+
+  // Queues an action line for `app`; it is written as soon as the app is connected.
+  void deliver_action(const std::string& app, const std::string& action_id, std::string line);
+  // Removes an action that has not been written to the app yet (it timed out).
+  void cancel_action(const std::string& app, const std::string& action_id);
+  // Sessions paused by back-pressure start reading again.
+  void resume();
+  // Shutdown: close every listener and connection.
+  void close();
+
+  struct AppInfo {
+    std::string name;
+    std::string bind;
+    uint16_t port;  // the bound port
+    bool connected;
+    size_t pending_actions;
+    AppCounters counters;
+  };
+  std::vector<AppInfo> apps() const;
+
+  // Per-app state, shared with its session.
+  struct App {
+    AppConfig config;
+    std::unique_ptr<asio::ip::tcp::acceptor> acceptor;
+    std::shared_ptr<AppSession> session;
+    std::deque<std::pair<std::string, std::string>> pending;  // (action id, line)
+    AppCounters counters;
+  };
+
+ private:
+  friend class AppSession;
+  std::string open(App& app);
+  void accept(App& app);
+  void drain(App& app);
+
+  asio::io_context& io_;
+  AppSink& sink_;
+  std::map<std::string, std::unique_ptr<App>> apps_;
+  log::RateLimiter limiter_;
+};
+
+}  // namespace edgelink

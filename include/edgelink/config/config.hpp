@@ -1,0 +1,129 @@
+#pragma once
+// Configuration as plain data. toml++ fills these structs in load_config(); one
+// validation pass checks them before any socket opens (spec/config.md).
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace edgelink {
+
+using Millis = std::chrono::milliseconds;
+
+enum class LogLevel { Trace, Debug, Info, Warn, Error };
+enum class Compression { Disabled, Lz4 };
+enum class FsyncPolicy { Batch, Interval, Never };
+
+struct TlsConfig {
+  std::string ca_file;    // empty: the system's default CA store
+  std::string cert_file;  // client certificate (optional, with key_file)
+  std::string key_file;
+  bool verify = true;     // server certificate and host name verification
+  bool operator==(const TlsConfig&) const = default;
+};
+
+struct BrokerConfig {
+  std::string host = "localhost";
+  uint16_t port = 1883;
+  std::string client_id;      // empty in the file: defaults to device_id
+  std::string username;
+  std::string password;       // from `password` or read from `password_file`
+  std::string password_file;
+  int keep_alive = 30;        // seconds
+  int max_inflight = 100;     // QoS 1 publishes awaiting PUBACK
+  Millis reconnect_min{1000};
+  Millis reconnect_max{60000};
+  std::optional<TlsConfig> tls;
+  bool operator==(const BrokerConfig&) const = default;
+};
+
+struct ActionConfig {
+  std::string name;
+  Millis timeout{60000};
+  bool operator==(const ActionConfig&) const = default;
+};
+
+struct AppConfig {
+  std::string name;
+  std::string bind = "127.0.0.1";
+  uint16_t port = 0;
+  std::vector<ActionConfig> actions;
+  size_t max_line_bytes = 1 << 20;
+  bool operator==(const AppConfig&) const = default;
+};
+
+// Priority of the built-in action_status stream: above every configurable 0..255.
+inline constexpr int kActionStatusPriority = 256;
+inline constexpr const char* kActionStatusStream = "action_status";
+
+struct StreamConfig {
+  std::string name;
+  std::string topic;          // template, expanded with expand_topic()
+  size_t batch_size = 100;
+  Millis flush_period{60000};
+  Compression compression = Compression::Disabled;
+  int priority = 0;           // 0..255 from the file; kActionStatusPriority for statuses
+  bool operator==(const StreamConfig&) const = default;
+};
+
+struct SpoolConfig {
+  uint64_t max_bytes = 256ull << 20;
+  uint64_t max_memory_bytes = 16ull << 20;
+  FsyncPolicy fsync = FsyncPolicy::Batch;
+};
+
+struct LogConfig {
+  LogLevel level = LogLevel::Info;
+};
+
+struct Config {
+  std::string source;  // path the config was read from (for messages)
+  std::string project_id;
+  std::string device_id;
+  std::string persistence_path = "/var/lib/edgelink";
+  std::string actions_subscription = "/tenants/{tenant_id}/devices/{device_id}/actions";
+  std::string presence_topic = "/tenants/{tenant_id}/devices/{device_id}/presence";
+  size_t max_stream_count = 64;   // configured + dynamic streams, action_status excluded
+  Millis shutdown_timeout{5000};  // SIGTERM: how long to wait for PUBACKs
+  BrokerConfig broker;
+  std::map<std::string, AppConfig> tcpapps;
+  // Configured streams. Always holds "action_status" (batch_size 1, priority
+  // kActionStatusPriority, topic ".../action/status" unless [streams.action_status] sets it).
+  std::map<std::string, StreamConfig> streams;
+  StreamConfig default_stream;                  // template for dynamic streams (name empty)
+  SpoolConfig spool;
+  LogConfig log;
+};
+
+struct ConfigIssue {
+  std::string file;
+  int line = 0;    // 1-based; 0 when no position is known
+  int column = 0;
+  std::string message;
+  // "FILE:LINE:COL: message" (or "FILE: message" without a position)
+  std::string to_string() const;
+};
+
+struct LoadResult {
+  std::optional<Config> config;         // set only when errors is empty
+  std::vector<ConfigIssue> errors;      // parse and validation errors
+  std::vector<ConfigIssue> unknown_keys;  // errors in `check`, warnings in `run`
+};
+
+// Parse and validate. Never throws for bad input; every problem is in the result.
+LoadResult load_config_file(const std::string& path);
+LoadResult load_config_string(std::string_view text, const std::string& source_name);
+
+// The effective configuration (defaults filled in) as TOML, for `edgelink check`.
+std::string to_toml(const Config& config);
+
+// "{tenant_id}" -> project_id, "{device_id}" -> device_id, "{stream}" -> stream.
+std::string expand_topic(std::string_view topic_template, const Config& config,
+                         std::string_view stream = {});
+
+const char* to_string(LogLevel level);
+
+}  // namespace edgelink

@@ -1,0 +1,83 @@
+#pragma once
+// Builds the components from a Config and wires them on one io_context: app server
+// -> stream batcher -> outbox -> MQTT link, and MQTT actions -> router -> tracker ->
+// app. Signals: SIGTERM/SIGINT stop (flush, wait a bounded time for PUBACKs, exit 0),
+// SIGHUP reloads (apply the difference; keep the old config if the new one is invalid).
+
+#include <chrono>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <asio.hpp>
+
+#include "edgelink/actions/action_router.hpp"
+#include "edgelink/actions/action_tracker.hpp"
+#include "edgelink/apps/app_server.hpp"
+#include "edgelink/broker/mqtt_link.hpp"
+#include "edgelink/config/config.hpp"
+#include "edgelink/daemon/status_server.hpp"
+#include "edgelink/outbox/outbox.hpp"
+#include "edgelink/streams/stream_batcher.hpp"
+#include "edgelink/util/log.hpp"
+
+namespace edgelink {
+
+class Daemon : public AppSink {
+ public:
+  Daemon(asio::io_context& io, Config config);
+  ~Daemon() override;
+
+  // Opens the listeners and starts connecting. Returns the reasons it cannot run
+  // (a port in use, an unusable persistence_path); empty when it runs.
+  std::vector<std::string> start();
+  void shutdown();
+  void reload();
+  // The JSON that `edgelink status` shows.
+  std::string status_json() const;
+
+  // AppSink
+  bool on_point(const std::string& app, const DataPoint& point) override;
+  void on_status(const std::string& app, ActionStatus&& status) override;
+  bool accepting() const override { return !stopping_ && outbox_.accepting(); }
+
+ private:
+  void on_batch(Batch&& batch);
+  void on_action_message(const std::string& payload);
+  void emit_status(const std::string& action_id, std::string_view state, int progress,
+                   const std::vector<std::string>& errors, std::optional<uint64_t> timestamp_ms = {});
+  void arm_flush_timer();
+  void arm_action_timer();
+  void on_acked();
+  void wait_for_drain();
+  void wait_for_signal();
+  void start_watchdog();
+  void watchdog_tick();
+  void log_stats();
+
+  asio::io_context& io_;
+  Config config_;
+  Outbox outbox_;
+  StreamBatcher batcher_;
+  ActionRouter router_;
+  ActionTracker tracker_;
+  ActionCounters action_counters_;
+  AppServer app_server_;
+  MqttLink link_;
+  StatusServer status_server_;
+  asio::signal_set signals_;
+  asio::steady_timer flush_timer_, action_timer_, watchdog_timer_, stats_timer_, shutdown_timer_;
+  std::optional<TimePoint> flush_armed_, action_armed_;
+  TimePoint shutdown_deadline_{};
+  std::chrono::microseconds watchdog_interval_{0};
+  uint32_t status_sequence_ = 0;
+  bool stopping_ = false;
+  log::RateLimiter limiter_;
+  std::chrono::system_clock::time_point started_ = std::chrono::system_clock::now();
+};
+
+// systemd's notify protocol; no-ops outside systemd.
+void notify_systemd(const std::string& state);
+
+}  // namespace edgelink

@@ -1,0 +1,284 @@
+#include "edgelink/daemon/daemon.hpp"
+
+#include <systemd/sd-daemon.h>
+
+#include <filesystem>
+
+namespace edgelink {
+namespace {
+constexpr char kLog[] = "daemon";
+
+uint64_t wall_ms() {
+  return static_cast<uint64_t>(
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+          .count());
+}
+}  // namespace
+
+void notify_systemd(const std::string& state) { sd_notify(0, state.c_str()); }
+
+Daemon::Daemon(asio::io_context& io, Config config)
+    : io_(io),
+      config_(std::move(config)),
+      outbox_(config_.spool.max_memory_bytes),
+      batcher_(config_, [this](Batch&& b) { on_batch(std::move(b)); }, [] { return SteadyClock::now(); }),
+      router_(config_),
+      app_server_(io, *this),
+      link_(io, config_, outbox_,
+            MqttLink::Callbacks{
+                [this](std::string, std::string payload) { on_action_message(payload); },
+                [this] { on_acked(); },
+                nullptr,
+            }),
+      status_server_(io, [this] { return status_json(); }),
+      signals_(io, SIGTERM, SIGINT, SIGHUP),
+      flush_timer_(io),
+      action_timer_(io),
+      watchdog_timer_(io),
+      stats_timer_(io),
+      shutdown_timer_(io) {}
+
+Daemon::~Daemon() = default;
+
+std::vector<std::string> Daemon::start() {
+  std::vector<std::string> errors;
+  std::error_code fs_ec;
+  std::filesystem::create_directories(config_.persistence_path, fs_ec);
+  if (fs_ec)
+    errors.push_back("persistence_path " + config_.persistence_path + ": cannot create it: " + fs_ec.message());
+  else if (auto e = status_server_.open(status_socket_path(config_.persistence_path)); !e.empty())
+    errors.push_back(e);
+  for (auto& e : app_server_.apply(config_.tcpapps)) errors.push_back(std::move(e));
+  if (!errors.empty()) {
+    app_server_.close();
+    status_server_.close();
+    return errors;
+  }
+
+  wait_for_signal();
+  link_.start();
+  start_watchdog();
+  stats_timer_.expires_after(std::chrono::seconds(60));
+  stats_timer_.async_wait([this](asio::error_code ec) {
+    if (!ec) log_stats();
+  });
+  log::info(kLog, "edgelink ", EDGELINK_VERSION, " running as ", config_.project_id, "/", config_.device_id);
+  notify_systemd("READY=1\nSTATUS=running");
+  return errors;
+}
+
+bool Daemon::on_point(const std::string&, const DataPoint& point) {
+  if (!batcher_.add(point)) return false;
+  if (batcher_.take_opened()) arm_flush_timer();
+  return true;
+}
+
+void Daemon::on_batch(Batch&& batch) {
+  OutboxEntry e;
+  e.topic = std::move(batch.topic);
+  e.payload = std::move(batch.payload);
+  e.stream = std::move(batch.stream);
+  e.points = batch.points;
+  e.priority = batch.priority;
+  outbox_.push(std::move(e));
+  link_.pump();
+}
+
+void Daemon::arm_flush_timer() {
+  auto deadline = batcher_.next_deadline();
+  if (!deadline || (flush_armed_ && *flush_armed_ <= *deadline)) return;
+  flush_armed_ = deadline;
+  flush_timer_.expires_at(*deadline);
+  flush_timer_.async_wait([this](asio::error_code ec) {
+    if (ec) return;
+    flush_armed_.reset();
+    batcher_.flush_due(SteadyClock::now());
+    arm_flush_timer();
+  });
+}
+
+void Daemon::on_acked() {
+  if (outbox_.below_low_water()) app_server_.resume();
+}
+
+void Daemon::emit_status(const std::string& action_id, std::string_view state, int progress,
+                         const std::vector<std::string>& errors, std::optional<uint64_t> timestamp_ms) {
+  const StreamConfig& sc = config_.streams.at(kActionStatusStream);
+  OutboxEntry e;
+  e.topic = expand_topic(sc.topic, config_, kActionStatusStream);
+  e.payload = status_payload(++status_sequence_, timestamp_ms.value_or(wall_ms()), action_id, state, progress, errors);
+  e.stream = kActionStatusStream;
+  e.points = 1;
+  e.priority = kActionStatusPriority;
+  outbox_.push(std::move(e));
+  link_.pump();
+}
+
+void Daemon::on_action_message(const std::string& payload) {
+  if (stopping_) return;  // not acknowledged to the app; the cloud sees no Received
+  auto parsed = parse_action(payload);
+  if (auto* bad = std::get_if<InvalidAction>(&parsed)) {
+    ++action_counters_.invalid;
+    log::limited(limiter_, "invalid-action", LogLevel::Warn, kLog, "invalid action",
+                 bad->id.empty() ? "" : " " + bad->id, ": ", bad->why);
+    if (!bad->id.empty()) emit_status(bad->id, "Failed", 0, {"Invalid action: " + bad->why});
+    return;
+  }
+  CloudAction& action = std::get<CloudAction>(parsed);
+  if (tracker_.in_flight(action.id)) {
+    ++action_counters_.duplicates;
+    log::info(kLog, "action ", action.id, " is already in flight; redelivery ignored");
+    return;
+  }
+  const ActionRouter::Route* route = router_.route(action.name);
+  if (!route) {
+    ++action_counters_.unknown_name;
+    log::warn(kLog, "action ", action.id, ": no app handles '", action.name, "'");
+    emit_status(action.id, "Failed", 0, {"edgelink isn't configured to handle actions of type " + action.name});
+    return;
+  }
+  ++action_counters_.received;
+  tracker_.add(TrackedAction{action.id, action.name, route->app, SteadyClock::now() + route->timeout});
+  log::info(kLog, "action ", action.id, " (", action.name, ") -> ", route->app);
+  emit_status(action.id, "Received", 0, {});
+  app_server_.deliver_action(route->app, action.id, action_line(action));
+  arm_action_timer();
+}
+
+void Daemon::arm_action_timer() {
+  auto deadline = tracker_.next_deadline();
+  if (!deadline || (action_armed_ && *action_armed_ <= *deadline)) return;
+  action_armed_ = deadline;
+  action_timer_.expires_at(*deadline);
+  action_timer_.async_wait([this](asio::error_code ec) {
+    if (ec) return;
+    action_armed_.reset();
+    for (const TrackedAction& a : tracker_.expire(SteadyClock::now())) {
+      ++action_counters_.timed_out;
+      log::warn(kLog, "action ", a.id, " (", a.name, ") timed out");
+      app_server_.cancel_action(a.app, a.id);
+      emit_status(a.id, "Failed", 100, {"Action timed out"});
+    }
+    arm_action_timer();
+  });
+}
+
+void Daemon::on_status(const std::string& app, ActionStatus&& status) {
+  bool terminal = status.terminal();
+  if (tracker_.on_status(status.action_id, terminal) == ActionTracker::Verdict::Late) {
+    ++action_counters_.late_statuses;
+    log::limited(limiter_, "late-status", LogLevel::Warn, kLog, app, ": status '", status.state, "' for action ",
+                 status.action_id, " dropped: it already timed out or finished");
+    return;
+  }
+  ++action_counters_.statuses;
+  if (terminal) ++(status.state == "Completed" ? action_counters_.completed : action_counters_.failed);
+  emit_status(status.action_id, status.state, status.progress, status.errors, status.timestamp);
+}
+
+void Daemon::shutdown() {
+  if (stopping_) return;
+  stopping_ = true;
+  notify_systemd("STOPPING=1");
+  app_server_.close();
+  batcher_.flush_all();
+  link_.pump();
+  shutdown_deadline_ = SteadyClock::now() + config_.shutdown_timeout;
+  log::info(kLog, "stopping: waiting up to ", config_.shutdown_timeout.count(), " ms for ",
+            outbox_.queued() + outbox_.in_flight(), " publishes to be acknowledged");
+  wait_for_drain();
+}
+
+void Daemon::wait_for_drain() {
+  if (!outbox_.empty() && SteadyClock::now() < shutdown_deadline_) {
+    shutdown_timer_.expires_after(std::chrono::milliseconds(20));
+    shutdown_timer_.async_wait([this](asio::error_code ec) {
+      if (!ec) wait_for_drain();
+    });
+    return;
+  }
+  if (!outbox_.empty())
+    log::warn(kLog, outbox_.queued() + outbox_.in_flight(), " publishes (", outbox_.bytes(),
+              " bytes) were not acknowledged before shutdown_timeout and are lost");
+  flush_timer_.cancel();
+  action_timer_.cancel();
+  watchdog_timer_.cancel();
+  stats_timer_.cancel();
+  signals_.cancel();
+  status_server_.close();
+  link_.stop([this] {
+    log::info(kLog, "stopped");
+    io_.stop();
+  });
+}
+
+void Daemon::reload() {
+  notify_systemd("RELOADING=1");
+  log::info(kLog, "reloading ", config_.source);
+  LoadResult r = load_config_file(config_.source);
+  for (const auto& issue : r.unknown_keys) log::warn("config", issue.to_string());
+  if (!r.config) {
+    for (const auto& issue : r.errors) log::error("config", issue.to_string());
+    log::error(kLog, "the new configuration is invalid; keeping the current one");
+    notify_systemd("READY=1");
+    return;
+  }
+  Config next = std::move(*r.config);
+  if (next.persistence_path != config_.persistence_path)
+    log::warn(kLog, "persistence_path changes take effect at the next restart");
+  log::set_level(next.log.level);
+  outbox_.set_max_bytes(next.spool.max_memory_bytes);
+  batcher_.reconfigure(next);
+  router_ = ActionRouter(next);
+  for (const auto& e : app_server_.apply(next.tcpapps)) log::error(kLog, e);
+  link_.reconfigure(next);
+  next.persistence_path = config_.persistence_path;
+  config_ = std::move(next);
+  arm_flush_timer();
+  log::info(kLog, "configuration reloaded");
+  notify_systemd("READY=1");
+}
+
+void Daemon::wait_for_signal() {
+  signals_.async_wait([this](asio::error_code ec, int sig) {
+    if (ec) return;
+    if (sig == SIGHUP) {
+      reload();
+      wait_for_signal();
+      return;
+    }
+    log::info(kLog, "signal ", sig, ": stopping");
+    shutdown();
+  });
+}
+
+void Daemon::start_watchdog() {
+  uint64_t usec = 0;
+  if (sd_watchdog_enabled(0, &usec) <= 0 || usec == 0) return;
+  // Pinging from the event loop means a stuck loop stops the pings and systemd restarts us.
+  watchdog_interval_ = std::chrono::microseconds(usec / 2);
+  watchdog_tick();
+}
+
+void Daemon::watchdog_tick() {
+  notify_systemd("WATCHDOG=1");
+  watchdog_timer_.expires_after(watchdog_interval_);
+  watchdog_timer_.async_wait([this](asio::error_code ec) {
+    if (!ec) watchdog_tick();
+  });
+}
+
+void Daemon::log_stats() {
+  const auto& lc = link_.counters();
+  uint64_t points = 0;
+  for (const auto& s : batcher_.streams()) points += s.counters.points;
+  log::info(kLog, "broker ", link_.state_name(), ", points ", points, ", published ", lc.published, ", acked ",
+            lc.acked, ", queued ", outbox_.queued(), " (", outbox_.bytes(), " bytes), actions in flight ",
+            tracker_.size(), ", timed out ", action_counters_.timed_out);
+  stats_timer_.expires_after(std::chrono::seconds(60));
+  stats_timer_.async_wait([this](asio::error_code ec) {
+    if (!ec) log_stats();
+  });
+}
+
+}  // namespace edgelink

@@ -1,0 +1,135 @@
+// CLI only: parse the command line, load the config, build a Daemon and run it.
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <iostream>
+#include <rapidjson/document.h>
+
+#include "edgelink/config/config.hpp"
+#include "edgelink/daemon/daemon.hpp"
+#include "edgelink/daemon/status_server.hpp"
+#include "edgelink/util/log.hpp"
+
+namespace {
+
+constexpr const char* kDefaultConfig = "/etc/edgelink/edgelink.toml";
+
+int run(const std::string& path) {
+  edgelink::LoadResult r = edgelink::load_config_file(path);
+  for (const auto& issue : r.unknown_keys) edgelink::log::warn("config", issue.to_string(), " (ignored)");
+  if (!r.config) {
+    for (const auto& issue : r.errors) std::cerr << issue.to_string() << "\n";
+    std::cerr << "edgelink: " << r.errors.size() << " error(s) in " << path << "; not started\n";
+    return 2;
+  }
+  edgelink::log::set_level(r.config->log.level);
+  asio::io_context io(1);
+  edgelink::Daemon daemon(io, std::move(*r.config));
+  auto errors = daemon.start();
+  if (!errors.empty()) {
+    for (const auto& e : errors) edgelink::log::error("daemon", e);
+    return 1;
+  }
+  io.run();
+  return 0;
+}
+
+int check(const std::string& path) {
+  edgelink::LoadResult r = edgelink::load_config_file(path);
+  for (const auto& issue : r.errors) std::cerr << issue.to_string() << "\n";
+  for (const auto& issue : r.unknown_keys) std::cerr << issue.to_string() << "\n";
+  size_t problems = r.errors.size() + r.unknown_keys.size();
+  if (r.config) std::cout << edgelink::to_toml(*r.config);
+  if (problems) {
+    std::cerr << path << ": " << problems << " error(s)\n";
+    return 1;
+  }
+  std::cerr << path << ": OK\n";
+  return 0;
+}
+
+void print_status(const std::string& json) {
+  rapidjson::Document d;
+  d.Parse(json.c_str());
+  if (d.HasParseError() || !d.IsObject()) {
+    std::cout << json;
+    return;
+  }
+  auto u = [](const rapidjson::Value& o, const char* k) { return o.HasMember(k) ? o[k].GetUint64() : 0; };
+  auto s = [](const rapidjson::Value& o, const char* k) { return o.HasMember(k) ? o[k].GetString() : ""; };
+  std::printf("edgelink %s  %s/%s  %s, up %lus\n", s(d, "version"), s(d, "project_id"), s(d, "device_id"),
+              s(d, "state"), static_cast<unsigned long>(u(d, "uptime_s")));
+  const auto& b = d["broker"];
+  std::printf("broker   %s  %s  connects %lu  published %lu  acked %lu%s%s\n", b["uri"].GetString(),
+              b["state"].GetString(), u(b, "connects"), u(b, "published"), u(b, "acked"),
+              *s(b, "last_error") ? "  last error: " : "", s(b, "last_error"));
+  const auto& o = d["outbox"];
+  std::printf("outbox   queued %lu  in flight %lu  %lu/%lu bytes%s\n", u(o, "queued"), u(o, "in_flight"),
+              u(o, "bytes"), u(o, "max_bytes"), o["accepting"].GetBool() ? "" : "  (back-pressure on apps)");
+  for (const auto& a : d["apps"].GetArray()) {
+    std::string errors;
+    for (const auto& e : a["errors"].GetObject())
+      errors += std::string(" ") + e.name.GetString() + "=" + std::to_string(e.value.GetUint64());
+    std::printf("app      %-16s %s:%lu  %-12s points %lu  statuses %lu  actions %lu  pending %lu%s%s\n",
+                a["name"].GetString(), a["bind"].GetString(), u(a, "port"),
+                a["connected"].GetBool() ? "connected" : "waiting", u(a, "points"), u(a, "statuses"),
+                u(a, "actions_delivered"), u(a, "pending_actions"), errors.empty() ? "" : "  errors:",
+                errors.c_str());
+  }
+  for (const auto& st : d["streams"].GetArray())
+    std::printf("stream   %-16s points %lu  batches %lu  open %lu\n", st["name"].GetString(), u(st, "points"),
+                u(st, "batches"), u(st, "open_points"));
+  const auto& ac = d["actions"];
+  std::printf("actions  in flight %lu  received %lu  completed %lu  failed %lu  timed out %lu  unknown %lu  late %lu\n",
+              u(ac, "in_flight"), u(ac, "received"), u(ac, "completed"), u(ac, "failed"), u(ac, "timed_out"),
+              u(ac, "unknown_name"), u(ac, "late_statuses"));
+}
+
+int status(const std::string& path, bool json) {
+  edgelink::LoadResult r = edgelink::load_config_file(path);
+  if (!r.config) {
+    for (const auto& issue : r.errors) std::cerr << issue.to_string() << "\n";
+    return 2;
+  }
+  std::string out;
+  if (!edgelink::fetch_status(edgelink::status_socket_path(r.config->persistence_path), out)) {
+    std::cerr << "edgelink: " << out << "\n";
+    return 1;
+  }
+  if (json)
+    std::cout << out;
+  else
+    print_status(out);
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"edgelink: edge agent daemon (local apps, MCUs and an MQTT broker)"};
+  app.require_subcommand(1);
+  std::string config = kDefaultConfig;
+  bool json = false;
+
+  auto* run_cmd = app.add_subcommand("run", "run the daemon");
+  run_cmd->add_option("-c,--config", config, "configuration file")->capture_default_str();
+  auto* check_cmd = app.add_subcommand("check", "validate a configuration and print it with defaults filled in");
+  check_cmd->add_option("-c,--config", config, "configuration file")->capture_default_str();
+  auto* status_cmd = app.add_subcommand("status", "show apps, streams, broker state and counters of a running daemon");
+  status_cmd->add_option("-c,--config", config, "configuration file")->capture_default_str();
+  status_cmd->add_flag("--json", json, "print the raw status JSON");
+  app.add_subcommand("version", "print the version");
+
+  CLI11_PARSE(app, argc, argv);
+  try {
+    if (run_cmd->parsed()) return run(config);
+    if (check_cmd->parsed()) return check(config);
+    if (status_cmd->parsed()) return status(config, json);
+    std::cout << "edgelink " << EDGELINK_VERSION << "\n";
+    return 0;
+  } catch (const std::exception& e) {
+    std::cerr << "edgelink: " << e.what() << "\n";
+    return 1;
+  }
+}
