@@ -206,8 +206,11 @@ void Daemon::wait_for_drain() {
   stats_timer_.cancel();
   signals_.cancel();
   status_server_.close();
-  link_.stop([this] {
+  // Nothing else is pending now; keep run() going until Paho's disconnect completes.
+  auto guard = std::make_shared<asio::executor_work_guard<asio::io_context::executor_type>>(io_.get_executor());
+  link_.stop([this, guard] {
     log::info(kLog, "stopped");
+    guard->reset();
     io_.stop();
   });
 }
