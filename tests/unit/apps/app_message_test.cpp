@@ -154,6 +154,7 @@ TEST_CASE("is_valid_json rejects what RFC 8259 or UTF-8 forbid") {
       "\"\xED\xA0\x80\"",      // UTF-8 encoded surrogate U+D800
       "\"\xF4\x90\x80\x80\"",  // U+110000
       "\"\xF5\x80\x80\x80\"", "\"\xFF\"", "\"\xC3\"", "\"\xE2\x82\"", "\"\xE2\x82x\"", "\xC3\xA9",
+      "\xEF\xBB\xBF{}",  // a byte-order mark is not JSON text; a line protocol has no use for it
   };
   for (const auto& text : invalid) {
     INFO(text);
