@@ -1,0 +1,343 @@
+"""Fixtures for integration tests: a real mosquitto on a free port, the real edgelink
+binary with a config written by the test, TCP app clients and an MQTT subscriber.
+
+Run through ctest (which sets EDGELINK_BIN), or by hand:
+    EDGELINK_BIN=build/edgelink /usr/bin/python3 -m pytest -q tests/integration
+"""
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+
+import paho.mqtt.client as mqtt
+import pytest
+
+EDGELINK_BIN = os.environ.get("EDGELINK_BIN", os.path.join(os.path.dirname(__file__), "../../build/edgelink"))
+
+
+def free_port():
+    """A port the kernel just handed out for port 0 (then released)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(predicate, timeout=10.0, interval=0.02, what="condition"):
+    """Poll until predicate() is truthy; returns its value or fails the test."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+def wait_port(port, timeout=10.0):
+    def ok():
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return True
+        except OSError:
+            return False
+    wait_for(ok, timeout, what=f"port {port} to accept connections")
+
+
+class Broker:
+    """A mosquitto started on a free port; stop()/start() keep the same port."""
+
+    def __init__(self, workdir, extra_conf=""):
+        self.port = free_port()
+        self.workdir = workdir
+        self.extra_conf = extra_conf
+        self.proc = None
+        self.conf = os.path.join(workdir, f"mosquitto-{self.port}.conf")
+        self.log = os.path.join(workdir, f"mosquitto-{self.port}.log")
+
+    def start(self):
+        with open(self.conf, "w") as f:
+            f.write(f"listener {self.port} 127.0.0.1\nallow_anonymous true\n"
+                    f"set_tcp_nodelay true\npersistence false\n{self.extra_conf}\n")
+        self.proc = subprocess.Popen(["mosquitto", "-c", self.conf], stdout=open(self.log, "ab"),
+                                     stderr=subprocess.STDOUT)
+        wait_port(self.port)
+        return self
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
+        self.proc = None
+
+    def kill(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+        self.proc = None
+
+
+class Subscriber:
+    """Collects every message on the given topic filters (QoS 1)."""
+
+    def __init__(self, port, topics=("#",), client_id=None, clean_session=True):
+        self.messages = []  # (topic, payload bytes, retain)
+        self.lock = threading.Lock()
+        self.connected = threading.Event()
+        self.client = mqtt.Client(client_id=client_id or f"sub-{os.getpid()}-{id(self)}",
+                                  clean_session=clean_session)
+        self.topics = topics
+
+        def on_connect(client, userdata, flags, rc):
+            for t in self.topics:
+                client.subscribe(t, qos=1)
+            self.connected.set()
+
+        def on_message(client, userdata, msg):
+            with self.lock:
+                self.messages.append((msg.topic, msg.payload, msg.retain))
+
+        self.client.on_connect = on_connect
+        self.client.on_message = on_message
+        self.client.connect("127.0.0.1", port)
+        self.client.loop_start()
+        assert self.connected.wait(10), "subscriber could not connect"
+        time.sleep(0.1)  # let the SUBACK arrive before the test starts publishing
+
+    def on(self, topic_suffix):
+        with self.lock:
+            return [(t, p) for (t, p, _) in self.messages if t.endswith(topic_suffix)]
+
+    def json_on(self, topic_suffix):
+        return [json.loads(p) for (_, p) in self.on(topic_suffix)]
+
+    def statuses(self):
+        """Every action status published so far, flattened."""
+        return [s for arr in self.json_on("/action/status") for s in arr]
+
+    def points(self, stream):
+        return [p for arr in self.json_on(f"/events/{stream}/jsonarray") for p in arr]
+
+    def close(self):
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+def publish(port, topic, payload, qos=1, retain=False):
+    c = mqtt.Client(client_id=f"pub-{os.getpid()}-{time.monotonic_ns()}")
+    c.connect("127.0.0.1", port)
+    c.loop_start()
+    info = c.publish(topic, payload, qos=qos, retain=retain)
+    info.wait_for_publish(5)
+    c.loop_stop()
+    c.disconnect()
+
+
+class App:
+    """A local app: a TCP client of one app port speaking JSON lines."""
+
+    def __init__(self, port, hello=False):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        self.buf = b""
+        if hello:
+            self.send({"edgelink": {"hello": {"errors": True}}})
+
+    def send(self, obj):
+        self.send_raw(json.dumps(obj).encode() + b"\n")
+
+    def send_raw(self, data):
+        self.sock.sendall(data)
+
+    def point(self, stream, seq, **cols):
+        self.send(dict(stream=stream, sequence=seq, timestamp=1700000000000 + seq, **cols))
+
+    def status(self, action_id, state, progress=0, errors=None, seq=1, use_id=False):
+        msg = {"stream": "action_status", "sequence": seq, "timestamp": 1700000000000 + seq,
+               ("id" if use_id else "action_id"): action_id, "state": state, "progress": progress}
+        if errors is not None:
+            msg["errors"] = errors
+        self.send(msg)
+
+    def read_line(self, timeout=10.0):
+        """Next line from edgelink as parsed JSON, or None on timeout/EOF."""
+        deadline = time.monotonic() + timeout
+        while b"\n" not in self.buf:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return None
+            self.sock.settimeout(remaining)
+            try:
+                chunk = self.sock.recv(65536)
+            except socket.timeout:
+                return None
+            if not chunk:
+                return None
+            self.buf += chunk
+        line, self.buf = self.buf.split(b"\n", 1)
+        return json.loads(line)
+
+    def closed_by_peer(self, timeout=5.0):
+        self.sock.settimeout(timeout)
+        try:
+            return self.sock.recv(1) == b""
+        except (ConnectionResetError, socket.timeout):
+            return isinstance(self.sock, socket.socket)
+
+    def close(self):
+        self.sock.close()
+
+
+def toml_value(v):
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, str):
+        return json.dumps(v)
+    if isinstance(v, list):
+        return "[" + ", ".join(toml_value(x) for x in v) + "]"
+    if isinstance(v, dict):
+        return "{ " + ", ".join(f"{k} = {toml_value(x)}" for k, x in v.items()) + " }"
+    return str(v)
+
+
+def to_toml(cfg):
+    """dict -> TOML text: top-level scalars first, then [tables] and [a.b] tables."""
+    lines, tables = [], []
+    for k, v in cfg.items():
+        if isinstance(v, dict):
+            tables.append((k, v))
+        else:
+            lines.append(f"{k} = {toml_value(v)}")
+    def emit(prefix, table):
+        scalars = {k: v for k, v in table.items() if not isinstance(v, dict)}
+        subs = {k: v for k, v in table.items() if isinstance(v, dict)}
+        lines.append(f"\n[{prefix}]")
+        for k, v in scalars.items():
+            lines.append(f"{k} = {toml_value(v)}")
+        for k, v in subs.items():
+            emit(f"{prefix}.{k}", v)
+    for k, v in tables:
+        if all(isinstance(x, dict) for x in v.values()) and v and k in ("tcpapps", "streams"):
+            for name, t in v.items():
+                emit(f"{k}.{name}", t)
+        else:
+            emit(k, v)
+    return "\n".join(lines) + "\n"
+
+
+class Edgelink:
+    """The real binary with a config built from a dict (see base_config)."""
+
+    def __init__(self, workdir, config):
+        self.workdir = workdir
+        self.config = config
+        self.path = os.path.join(workdir, "edgelink.toml")
+        self.log = os.path.join(workdir, "edgelink.log")
+        self.proc = None
+        self.write_config(config)
+
+    def write_config(self, config):
+        self.config = config
+        with open(self.path, "w") as f:
+            f.write(to_toml(config))
+
+    def start(self, wait_apps=True):
+        self.proc = subprocess.Popen([EDGELINK_BIN, "run", "-c", self.path], stdout=open(self.log, "ab"),
+                                     stderr=subprocess.STDOUT)
+        if wait_apps:
+            for app in self.config.get("tcpapps", {}).values():
+                wait_port(app["port"])
+        return self
+
+    def app_port(self, name="app"):
+        return self.config["tcpapps"][name]["port"]
+
+    def signal(self, sig):
+        self.proc.send_signal(sig)
+
+    def stop(self, timeout=15):
+        """SIGTERM and wait; returns the exit code."""
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else None
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout)
+
+    def kill(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+    def status(self):
+        out = subprocess.run([EDGELINK_BIN, "status", "-c", self.path, "--json"], capture_output=True, text=True,
+                             timeout=10)
+        assert out.returncode == 0, out.stderr
+        return json.loads(out.stdout)
+
+    def log_text(self):
+        with open(self.log, errors="replace") as f:
+            return f.read()
+
+    def wait_log(self, text, timeout=10.0):
+        wait_for(lambda: text in self.log_text(), timeout, what=f"log line containing {text!r}")
+
+
+def base_config(workdir, broker_port, **overrides):
+    """A small valid config: one app `app` with action `reboot`, stream `imu` batch 10."""
+    cfg = {
+        "project_id": "demo",
+        "device_id": "gw-001",
+        "persistence_path": os.path.join(workdir, "state"),
+        "shutdown_timeout": 5,
+        "broker": {"host": "127.0.0.1", "port": broker_port, "reconnect_min": 0.2, "reconnect_max": 1},
+        "tcpapps": {"app": {"port": free_port(), "actions": [{"name": "reboot", "timeout": 5}]}},
+        "streams": {"imu": {"batch_size": 10, "flush_period": 1}},
+        "log": {"level": "debug"},
+    }
+    for k, v in overrides.items():
+        cfg[k] = v
+    return cfg
+
+
+TOPIC = "/tenants/demo/devices/gw-001"
+
+
+@pytest.fixture
+def workdir():
+    d = tempfile.mkdtemp(prefix="edgelink-it-")
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture
+def broker(workdir):
+    b = Broker(workdir).start()
+    yield b
+    b.kill()
+
+
+@pytest.fixture
+def sub(broker):
+    s = Subscriber(broker.port)
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def make_edgelink(workdir, broker):
+    """make_edgelink(**config overrides) -> started Edgelink; killed at teardown."""
+    started = []
+
+    def make(start=True, **overrides):
+        e = Edgelink(workdir, base_config(workdir, broker.port, **overrides))
+        started.append(e)
+        return e.start() if start else e
+
+    yield make
+    for e in started:
+        e.kill()
+        if os.environ.get("EDGELINK_IT_VERBOSE"):
+            print(e.log_text())
