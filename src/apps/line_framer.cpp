@@ -4,16 +4,11 @@
 
 namespace edgelink {
 
-// A line completed from buffered bytes is handed out as a view into partial_ and must
-// stay valid until the next call. partial_ then holds the line plus a '\n' marker (the
-// stripped '\r', if any, replaced by it, so it never exceeds max_line_bytes + 1 bytes).
-// An incomplete line never contains '\n', so the marker tells the two states apart
-// without another member.
-
 LineFramer::LineFramer(size_t max_line_bytes) : max_line_bytes_(max_line_bytes) {}
 
 void LineFramer::reset() {
   partial_.clear();
+  line_.clear();
   discarding_ = false;
   lines_ = 0;
 }
@@ -27,8 +22,6 @@ const char* find_newline(std::string_view s) {
 }  // namespace
 
 LineFramer::Result LineFramer::next(std::string_view input) {
-  if (!partial_.empty() && partial_.back() == '\n') partial_.clear();
-
   size_t off = 0;
   if (discarding_) {
     const char* nl = find_newline(input);
@@ -59,12 +52,16 @@ LineFramer::Result LineFramer::next(std::string_view input) {
     }
     partial_.append(rest.data(), pos);
     if (cr) partial_.pop_back();
-    partial_.push_back('\n');
-    return {Status::Line, std::string_view(partial_.data(), partial_.size() - 1), consumed, lines_};
+    // Swap rather than copy: both buffers keep their capacity, so a steady stream of
+    // split lines stops allocating after the first few.
+    line_.swap(partial_);
+    partial_.clear();
+    return {Status::Line, line_, consumed, lines_};
   }
 
   // No '\n' yet. Up to max_line_bytes + 1 bytes may still become a valid line (the
-  // last one could be a '\r' that gets stripped); anything beyond is already too long.
+  // last one could be a '\r' that gets stripped); anything beyond is already too long,
+  // so it is reported now and never buffered.
   const size_t total = partial_.size() + rest.size();
   const bool ends_cr = !rest.empty() ? rest.back() == '\r' : (!partial_.empty() && partial_.back() == '\r');
   if (total - (ends_cr ? 1 : 0) > max_line_bytes_) {

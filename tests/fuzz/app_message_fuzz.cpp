@@ -14,6 +14,8 @@
 #include "edgelink/apps/app_message.hpp"
 
 #include <rapidjson/document.h>
+#include <rapidjson/stringbuffer.h>
+#include <rapidjson/writer.h>
 
 #include <cstdlib>
 #include <string>
@@ -22,6 +24,13 @@ namespace {
 
 void check(bool ok) {
   if (!ok) std::abort();
+}
+
+std::string serialise(const rapidjson::Value& v) {
+  rapidjson::StringBuffer buf;
+  rapidjson::Writer<rapidjson::StringBuffer> writer(buf);
+  v.Accept(writer);
+  return std::string(buf.GetString(), buf.GetSize());
 }
 
 bool deeper_than_limit(std::string_view s) {
@@ -80,11 +89,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       check(doc["sequence"].IsUint() && doc["sequence"].GetUint() == p->sequence);
       check(doc["timestamp"].IsUint64() && doc["timestamp"].GetUint64() == p->timestamp);
       check(doc["stream"].IsString() && p->stream == doc["stream"].GetString());
-      doc.RemoveMember("stream");
+      // EraseMember keeps member order; compare serialisations, since RapidJSON's ==
+      // matches members by name and so mis-pairs repeated column keys.
+      doc.EraseMember("stream");
       check(!doc.HasMember("stream"));
       rapidjson::Document cut;
       cut.Parse<rapidjson::kParseValidateEncodingFlag>(out.data(), out.size());
-      check(!cut.HasParseError() && cut == doc);
+      check(!cut.HasParseError());
+      check(serialise(cut) == serialise(doc));
     }
   }
   return 0;

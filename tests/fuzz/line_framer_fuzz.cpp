@@ -31,6 +31,7 @@ void run(edgelink::LineFramer& framer, std::string_view input, size_t max, std::
       return;
     }
     check(r.consumed > 0);
+    if (r.consumed == input.size()) check(framer.buffered() == 0);
     if (r.status == edgelink::LineFramer::Status::Line) {
       check(r.line.size() <= max);
       check(r.line.find('\n') == std::string_view::npos);

@@ -38,6 +38,7 @@ class LineFramer {
  private:
   size_t max_line_bytes_;
   std::string partial_;
+  std::string line_;  // a completed split line, handed out as a view until the next call
   bool discarding_ = false;  // inside an overlong line, waiting for its '\n'
   uint64_t lines_ = 0;
 };

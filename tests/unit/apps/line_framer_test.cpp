@@ -33,6 +33,7 @@ Events feed(LineFramer& framer, const std::vector<std::string>& chunks, size_t m
       }
       REQUIRE(r.consumed > 0);
       if (r.status == LineFramer::Status::Line) REQUIRE(r.line.size() <= max);
+      if (r.consumed == input.size()) REQUIRE(framer.buffered() == 0);  // a line ended here
       out.push_back(event(r));
       input.remove_prefix(r.consumed);
     }
@@ -120,6 +121,9 @@ TEST_CASE("LineFramer returns whole lines in place, without copying") {
   CHECK(r.line == "partline");
   CHECK(r.line_number == 3);
   CHECK(r.consumed == 5);
+  // Nothing incomplete is held once the split line is out (the session warns on close
+  // about buffered bytes).
+  CHECK(framer.buffered() == 0);
 }
 
 TEST_CASE("LineFramer strips exactly one trailing CR, also when the CR ends a chunk") {
