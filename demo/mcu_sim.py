@@ -1,0 +1,572 @@
+#!/usr/bin/python3
+"""Fake Raft MCU on a serial device (spec/ricrest.md §9): the DEVICE side of RICSerial.
+
+Usage:  mcu_sim.py /dev/pts/N [--framing hdlc|console] [--busy K] [--drop K]
+                   [--corrupt K] [--idle-ms MS] [--stale] [--log-interval S] [--slice N]
+
+Typical setup: `socat -d -d pty,raw,echo=0 pty,raw,echo=0`, this simulator on one end,
+edgelink on the other. Test knobs are flags (initial values) and the simulator-only
+REST URLs sim/busy, sim/drop, sim/corrupt, sim/crash, sim/idle, sim/say, sim/stale and
+sim/streampos?id=<sid>&pos=<n> (presets a session's 32-bit stream position, to test
+the 24-bit wrap without sending 16 MiB). Standard library only.
+"""
+import argparse
+import json
+import os
+import select
+import sys
+import termios
+import time
+import tty
+import urllib.parse
+
+FLAG, ESC = 0xE7, 0xD7
+MAX_RX = 5000            # MaxRxMsgLen without PSRAM, CRC bytes included
+MAX_SESSIONS = 4         # a new session is refused when more than 3 exist
+MAX_BLOCK = 475          # device-to-client block size
+CHANNEL = "serial"       # one channel per simulator process
+CAPS = ["v", "caps", "reset", "subscription", "pubtopics", "upy", "sim"]
+
+
+def crc16(data, crc=0xFFFF):
+    for b in data:
+        crc ^= b << 8
+        for _ in range(8):
+            crc = ((crc << 1) ^ 0x1021) & 0xFFFF if crc & 0x8000 else (crc << 1) & 0xFFFF
+    return crc
+
+
+def hdlc_encode(msg, corrupt=False):
+    crc = crc16(msg) ^ (0x5A5A if corrupt else 0)
+    out = bytearray([FLAG])
+    for b in bytes(msg) + bytes([crc >> 8, crc & 0xFF]):
+        out += bytes([ESC, b ^ 0x20]) if b in (FLAG, ESC) else bytes([b])
+    out.append(FLAG)
+    return bytes(out)
+
+
+class HdlcDecoder:
+    """The device receiver algorithm of §3.2, byte by byte."""
+
+    def __init__(self, max_len=MAX_RX):
+        self.buf, self.esc, self.max_len = bytearray(), False, max_len
+        self.bad_crc = self.oversize = 0
+
+    def feed(self, data):
+        frames = []
+        for b in data:
+            if b == FLAG:
+                self.esc = False  # a flag always ends a frame, even after an escape
+                if len(self.buf) >= 2:
+                    body, got = bytes(self.buf[:-2]), (self.buf[-2] << 8) | self.buf[-1]
+                    if crc16(body) == got:
+                        frames.append(body)
+                    else:
+                        self.bad_crc += 1
+                self.buf.clear()
+            elif b == ESC:
+                self.esc = True
+            else:
+                self.buf.append(b ^ 0x20 if self.esc else b)
+                self.esc = False
+                if len(self.buf) > self.max_len:
+                    self.oversize += 1
+                    self.buf.clear()
+        return frames
+
+
+def over_ascii_encode(data):
+    out = bytearray()
+    for b in data:
+        if b <= 0x0F:
+            out += bytes([0x85, (b ^ 0x20) | 0x80])
+        elif b <= 0x7F:
+            out.append(b | 0x80)
+        elif b <= 0x8F:
+            out += bytes([0x8E, b ^ 0x20])
+        else:
+            out += bytes([0x8F, b])
+    return bytes(out)
+
+
+class OverAsciiDecoder:
+    def __init__(self):
+        self.esc = 0
+
+    def push(self, b):
+        esc, self.esc = self.esc, 0
+        if esc == 0x85:
+            return (b ^ 0x20) & 0x7F
+        if esc == 0x8E:
+            return b ^ 0x20
+        if esc == 0x8F:
+            return b
+        if b in (0x85, 0x8E, 0x8F):
+            self.esc = b
+            return None
+        return b & 0x7F
+
+
+def jstr(s):
+    """A JSON string the way the device writes `req`: \\" escaped, backslash and
+    control characters as \\u00XX."""
+    out = []
+    for ch in s:
+        if ch == '"':
+            out.append('\\"')
+        elif ch == "\\" or ord(ch) < 0x20:
+            out.append("\\u%04X" % ord(ch))
+        else:
+            out.append(ch)
+    return '"' + "".join(out) + '"'
+
+
+def parse_query(url):
+    path, _, query = url.partition("?")
+    args = {}
+    for part in query.split("&") if query else []:
+        k, _, v = part.partition("=")
+        args[urllib.parse.unquote(k)] = urllib.parse.unquote(v, errors="replace")
+    return path, args
+
+
+def cmdframe_to_rest(obj):
+    """§4.9: every top-level key, cmdName too; raw values; nested JSON as text."""
+    parts = []
+    for k, v in obj.items():
+        if isinstance(v, (dict, list)):
+            v = json.dumps(v, separators=(",", ":"))
+        elif isinstance(v, bool):
+            v = "true" if v else "false"
+        elif v is None:
+            v = ""
+        else:
+            v = str(v)
+        if v != "":
+            parts.append("%s=%s" % (k, v))
+    return "%s?%s" % (obj.get("cmdName", ""), "&".join(parts))
+
+
+class Session:
+    def __init__(self, sid, file_name, endpoint, file_len, now):
+        self.sid, self.file_name, self.endpoint = sid, file_name, endpoint
+        self.file_len, self.pos, self.last = file_len, 0, now
+        self.channel = CHANNEL
+
+
+class Repl:
+    """The inferred `upyconsole` endpoint: echoes each CR-terminated line like a REPL."""
+
+    def __init__(self):
+        self.sid = None          # streamID saved by the open callback
+        self.tx_pos = 0          # device-to-client position, independent of the client's
+        self.line = bytearray()
+        self.history = bytearray()  # for upy/repl/output polling
+        self.seq = 0             # total output bytes produced
+
+    def feed(self, data):
+        out = bytearray()
+        for b in data:
+            if b == 0x03:
+                self.line.clear()
+                out += b"\r\nKeyboardInterrupt\r\n>>> "
+            elif b == 0x0D:
+                out += bytes(self.line) + b"\r\nok\r\n>>> "
+                self.line.clear()
+            elif b != 0x0A and len(self.line) < 4096:
+                self.line.append(b)
+        return bytes(out)
+
+
+class Device:
+    def __init__(self, fd, args):
+        self.fd, self.args = fd, args
+        self.console = args.framing == "console"
+        self.hdlc, self.oa = HdlcDecoder(), OverAsciiDecoder()
+        self.text_line = bytearray()
+        self.outq = bytearray()
+        self.busy, self.drop, self.corrupt = args.busy, args.drop, args.corrupt
+        self.idle_ms, self.stale = args.idle_ms, args.stale
+        self.t0 = time.monotonic()
+        self.pending = None
+        self.next_log = self.t0 + args.log_interval if args.log_interval > 0 else None
+        self.boot()
+
+    # ---- state -----------------------------------------------------------------
+    def boot(self):
+        self.sessions = []
+        self.next_sid = 1
+        self.subs = {}            # topic -> [interval_s, next_due]
+        self.pub_counter = 0
+        self.repl = Repl()
+        if self.console:
+            self.log("I", "SysManager", "SimMCU 1.0.0 booting")
+            self.log("I", "SerialConsole", "protocol RICSerial baud 115200")
+
+    def now_ms(self):
+        return int((time.monotonic() - self.t0) * 1000)
+
+    def log(self, level, tag, text):
+        if self.console:
+            self.queue(("%s (%d) %s: %s\n" % (level, self.now_ms(), tag, text)).encode())
+
+    # ---- output ------------------------------------------------------------------
+    def queue(self, data):
+        self.outq += data
+
+    def send_msg(self, msg):
+        corrupt = self.corrupt > 0
+        if corrupt:
+            self.corrupt -= 1
+        frame = hdlc_encode(msg, corrupt)
+        self.queue(over_ascii_encode(frame) if self.console else frame)
+
+    def reply(self, msg_num, text, header=0x42):
+        self.send_msg(bytes([msg_num, header, 0x01]) + text.encode() + b"\x00")
+
+    def run_pending(self):
+        # Knobs and resets act after the reply to their own request has been queued.
+        action, self.pending = self.pending, None
+        if action:
+            action()
+
+    def flush(self):
+        while self.outq:
+            n = self.args.slice or len(self.outq)
+            try:
+                written = os.write(self.fd, self.outq[:n])
+            except BlockingIOError:
+                return
+            except OSError:
+                self.outq.clear()  # the other end is gone; run() notices on read
+                return
+            del self.outq[:written]
+
+    # ---- input -------------------------------------------------------------------
+    def on_bytes(self, data):
+        if not self.console:
+            for f in self.hdlc.feed(data):
+                self.on_frame(f)
+            return
+        for b in data:
+            if b >= 0x80:
+                d = self.oa.push(b)
+                if d is not None:
+                    for f in self.hdlc.feed(bytes([d])):
+                        self.on_frame(f)
+                continue
+            self.queue(bytes([b]))  # console echo
+            if b in (0x0D, 0x0A):
+                line = self.text_line.decode("latin-1").strip()
+                self.text_line.clear()
+                if line:
+                    text = self.rest(line, line)
+                    if text:
+                        self.queue(text.encode() + b"\r\n")
+                    self.run_pending()
+            elif len(self.text_line) < 1000:
+                self.text_line.append(b)
+
+    def on_frame(self, msg):
+        if self.drop > 0:
+            self.drop -= 1
+            return
+        if len(msg) < 3 or (msg[1] & 0x3F) != 0x02:  # msgType is not checked
+            return
+        num, code, body = msg[0], msg[2], msg[3:]
+        if code == 0:      # URL
+            url = body.split(b"\x00", 1)[0].decode("latin-1")
+            text = self.rest(url, url)
+            if text:       # an empty reply string means no reply at all
+                self.reply(num, text)
+            self.run_pending()
+        elif code == 3:    # COMMAND_FRAME
+            try:
+                obj = json.loads(body.split(b"\x00", 1)[0].decode("utf-8"))
+                assert isinstance(obj, dict)
+            except (ValueError, AssertionError):
+                return
+            name = str(obj.get("cmdName", ""))
+            text = self.file_cmd(name, obj) if name[:2] in ("uf", "df") else self.rest(cmdframe_to_rest(obj), name)
+            if text:
+                self.reply(num, text)
+            self.run_pending()
+        elif code == 4 and len(body) >= 4:
+            self.file_block(num, body[0], int.from_bytes(body[1:4], "big"), bytes(body[4:]))
+        # CMDRESPJSON (1) and BODY (2) from a client get no reply
+
+    # ---- REST endpoints (GET only) -------------------------------------------------
+    def rest(self, url, req):
+        path, args = parse_query(url)
+        segs = path.split("/")
+        ep = segs[0].lower()
+        ok = '{"req":%s,"rslt":"ok"}' % jstr(req)
+        if ep == "v":
+            return ('{"req":%s,"rslt":"ok","SystemName":"SimMCU","SystemVersion":"1.0.0","Friendly":"",'
+                    '"SerialNo":"0001","MAC":"","SysTypeVers":"1","HwRev":1}') % jstr(req)
+        if ep == "caps":
+            return '{"req":%s,"capsVersion":1,"caps":%s,"rslt":"ok"}' % (jstr(req), json.dumps(CAPS, separators=(",", ":")))
+        if ep == "reset":
+            self.pending = self.do_reset
+            return ok
+        if ep == "subscription":
+            return self.subscription(req, args)
+        if ep == "pubtopics":
+            return '{"rslt":"ok","topics":[{"name":"devjson","idx":0}]}'
+        if ep == "upy":
+            return self.upy(segs[1:], args, req)
+        if ep == "sim":
+            return self.sim(segs[1:], args, req, ok)
+        return '{"req":%s,"rslt":"fail","error":"failUnknownAPI"}' % jstr(req)
+
+    def subscription(self, req, args):
+        action = args.get("action", "update")
+        recs = []
+        if "pubRecs" in args:
+            try:
+                recs = [r for r in json.loads(args["pubRecs"]) if isinstance(r, dict)]
+            except ValueError:
+                recs = []
+        elif "topic" in args:  # single-topic URL form; trigger is ignored here
+            recs = [{"topic": args["topic"], "rateHz": args.get("rateHz", 1.0), "minMs": args.get("minMs", 50)}]
+        topics = []
+        for r in recs:
+            name = r.get("topic", r.get("name", ""))
+            if name != "devjson":
+                continue  # unknown topics are skipped without an error
+            try:
+                rate, min_ms = float(r.get("rateHz", 1.0)), float(r.get("minMs", 50))
+            except (TypeError, ValueError):
+                continue
+            if action == "unsubscribe" or rate <= 0:
+                self.subs.pop(name, None)
+            else:
+                interval = max(1.0 / rate, min_ms / 1000.0)
+                self.subs[name] = [interval, time.monotonic() + interval]
+            topics.append('{"name":"devjson","idx":0}')
+        return '{"req":%s,"rslt":"ok","topics":[%s]}' % (jstr(req), ",".join(topics))
+
+    def upy(self, segs, args, req):
+        what = "/".join(segs[1:]).lower() if segs[:1] == ["repl"] else ""
+        r = self.repl
+        if what == "status":
+            return ('{"req":%s,"rslt":"ok","running":true,"replEnabled":true,"replRunning":true,"mode":"repl",'
+                    '"streamAttached":%s,"mirrorToSerial":false,"inputBuffered":%d,"outputBuffered":%d,'
+                    '"outputSeq":%d,"inputDropped":0,"outputDropped":0}') % (
+                jstr(req), "true" if self.find_sid(r.sid) else "false", len(r.line), len(r.history), r.seq)
+        if what == "output":
+            try:
+                since = int(args.get("since", "0"))
+            except ValueError:
+                since = 0
+            first = r.seq - len(r.history)
+            missed = max(0, first - since)
+            data = bytes(r.history[max(0, since - first):]).decode("utf-8", "replace")
+            return '{"req":%s,"rslt":"ok","seq":%d,"missed":%d,"dropped":0,"data":%s}' % (
+                jstr(req), r.seq, missed, json.dumps(data))
+        if what == "input":
+            data = args.get("data", "") + ("" if args.get("newline") == "0" else "\r")
+            self.repl_output(r.feed(data.encode("utf-8")))
+            return '{"req":%s,"rslt":"ok"}' % jstr(req)
+        if what == "interrupt":
+            self.repl_output(r.feed(b"\x03"))
+            return '{"req":%s,"rslt":"ok"}' % jstr(req)
+        return '{"req":%s,"rslt":"fail","error":"failUnknownAPI"}' % jstr(req)
+
+    def sim(self, segs, args, req, ok):
+        what = segs[0].lower() if segs else ""
+
+        def num(key, default=1):
+            try:
+                return int(args.get(key, default))
+            except ValueError:
+                return default
+        # Knobs take effect after this request's own reply has gone out.
+        if what == "busy":
+            self.busy = num("n")
+        elif what == "drop":
+            self.pending = lambda: setattr(self, "drop", num("n"))
+        elif what == "corrupt":
+            self.pending = lambda: setattr(self, "corrupt", num("n"))
+        elif what == "crash":
+            self.pending = self.crash
+        elif what == "idle":
+            self.idle_ms = num("ms", 10000)
+        elif what == "say":
+            self.pending = lambda: self.repl_output(args.get("text", "").encode("utf-8"))
+        elif what == "stale":
+            self.stale = num("on") != 0
+        elif what == "streampos":
+            s = self.find_sid(num("id", 0))
+            if not s:
+                return '{"req":%s,"rslt":"fail","error":"SESSION_NOT_FOUND"}' % jstr(req)
+            s.pos = num("pos", 0) & 0xFFFFFFFF
+        else:
+            return '{"req":%s,"rslt":"fail","error":"failUnknownAPI"}' % jstr(req)
+        return ok
+
+    def do_reset(self):
+        self.reply(0, '{"msgType":"sysevent","msgName":"shutdown","isRestart":1,"reason":"RestartRequested"}',
+                   header=0xC2)
+        self.crash()
+
+    def crash(self):
+        self.hdlc, self.oa = HdlcDecoder(), OverAsciiDecoder()
+        self.boot()
+
+    # ---- file/stream sessions (§5, StreamDatagram) ---------------------------------
+    def find_sid(self, sid):
+        return next((s for s in self.sessions if sid and s.sid == sid), None)
+
+    def lookup(self, sid, file_name):
+        if sid:
+            return self.find_sid(sid)  # a nonzero streamID matches alone, ignoring the channel
+        return next((s for s in self.sessions if s.channel == CHANNEL and
+                     (not file_name or s.file_name == file_name)), None)
+
+    def file_cmd(self, name, obj):
+        self.expire()
+        lname, now = name.lower(), time.monotonic()
+        try:
+            sid = int(obj.get("streamID", 0) or 0)
+        except (TypeError, ValueError):
+            sid = 0
+        file_name = str(obj.get("fileName", ""))
+        if lname in ("ufstart", "dfstart"):
+            if lname == "dfstart":
+                return ""  # no files here, and dfStart without a session gets no reply
+            if str(obj.get("fileType", "")).lower() != "rtstream":
+                return '{"req":"ufStart","rslt":"fail","error":"notSimulated"}'  # OKTO uploads are out of scope
+            s = next((s for s in self.sessions if s.file_name == file_name and s.channel == CHANNEL), None)
+            if s:  # restart: same streamID, position 0, no open callback
+                s.pos, s.last = 0, now
+            else:
+                if len(self.sessions) > MAX_SESSIONS - 1:
+                    return '{"req":"ufStart","reason":"sessionNotStarted","rslt":"fail"}'
+                try:
+                    file_len = int(obj.get("fileLen", 0) or 0)
+                except (TypeError, ValueError):
+                    file_len = 0
+                endpoint = str(obj.get("endpoint", "")).lower()
+                s = Session(self.next_sid, file_name, endpoint, file_len, now)
+                self.next_sid = 1 if self.next_sid + 1 >= 255 else self.next_sid + 1
+                self.sessions.append(s)
+                if endpoint == "upyconsole":  # open callback: save streamID, reset position
+                    self.repl.sid, self.repl.tx_pos = s.sid, 0
+            return '{"req":"ufStart","streamID":%d,"rslt":"ok"}' % s.sid
+        if lname == "dfack":
+            return ""
+        s = self.lookup(sid, file_name)
+        if s:
+            s.last = now  # any command for the session resets its idle timer; nothing closes
+            return '{"req":%s,"streamID":%d,"rslt":"ok"}' % (jstr(name), s.sid)
+        return '{"req":%s,"rslt":"ok"}' % jstr(name)
+
+    def file_block(self, num, sid, pos, data):
+        if not data:
+            return self.reply(num, '{"req":"ufBlock","length":0,"reason":"INVALID_DATA","rslt":"fail"}')
+        self.expire()
+        s = self.lookup(sid, "")
+        if not s:
+            return self.reply(num, '{"req":"ufBlock","streamID":%d,"reason":"SESSION_NOT_FOUND","rslt":"fail"}' % sid)
+        if pos < s.pos:  # no idle reset for mismatches
+            return self.reply(num, '{"req":"ufBlock","streamID":%d,"sokto":%d,"reason":"POS_MISMATCH","rslt":"ok"}'
+                              % (sid, s.pos))
+        is_final = s.file_len != 0 and pos + len(data) >= s.file_len
+        if s.endpoint != "upyconsole":
+            rc = "INVALID_OPERATION"  # unknown endpoint or no chunk callback
+        elif self.busy > 0:
+            self.busy -= 1
+            rc = "BUSY"
+        else:
+            rc = "OK"
+        s.pos = pos + len(data)  # whatever the callback returned
+        s.last = time.monotonic()
+        if rc == "OK":
+            self.repl_output(self.repl.feed(data))
+            if is_final:
+                self.reply(num, '{"req":"ufBlock","streamID":%d,"sokto":%d,"rslt":"ok"}' % (sid, s.pos))
+                self.sessions.remove(s)
+        elif rc == "BUSY":
+            self.reply(num, '{"req":"ufBlock","streamID":%d,"sokto":%d,"reason":"BUSY","rslt":"ok"}' % (sid, s.pos))
+        else:
+            self.reply(num, '{"req":"ufBlock","streamID":%d,"reason":"%s","rslt":"fail"}' % (sid, rc))
+            self.sessions.remove(s)
+
+    def repl_output(self, out):
+        r = self.repl
+        if not out:
+            return
+        r.history += out
+        r.seq += len(out)
+        del r.history[:-4096]
+        if r.sid is None or not (self.find_sid(r.sid) or self.stale):
+            return  # the endpoint is never told its session closed; it just stops (unless stale)
+        for i in range(0, len(out), MAX_BLOCK):
+            chunk = out[i:i + MAX_BLOCK]
+            self.send_msg(bytes([0x00, 0x02, 0x04, r.sid]) + (r.tx_pos & 0xFFFFFF).to_bytes(3, "big") + chunk)
+            r.tx_pos += len(chunk)
+
+    def expire(self):
+        now = time.monotonic()
+        self.sessions = [s for s in self.sessions if (now - s.last) * 1000 <= self.idle_ms]
+
+    # ---- timers ------------------------------------------------------------------
+    def tick(self):
+        self.expire()
+        now = time.monotonic()
+        for name, sub in self.subs.items():
+            if now >= sub[1]:
+                sub[1] = now + sub[0]
+                if self.outq:
+                    continue  # like the device: skip a publish while the queue is busy
+                self.pub_counter += 1
+                payload = '{"_t":0,"_v":1,"1":{"48":{"x":"%04x","_o":1,"_i":0}}}' % (self.pub_counter & 0xFFFF)
+                self.send_msg(b"\x00\x80" + payload.encode())
+        if self.next_log and now >= self.next_log:
+            self.next_log = now + self.args.log_interval
+            self.log("I", "SimMCU", "alive sessions=%d badCRC=%d" % (len(self.sessions), self.hdlc.bad_crc))
+
+    def run(self):
+        while True:
+            wlist = [self.fd] if self.outq else []
+            r, w, _ = select.select([self.fd], wlist, [], 0.02)
+            if r:
+                try:
+                    data = os.read(self.fd, 4096)
+                except BlockingIOError:
+                    data = b""
+                except OSError:
+                    return 0  # the other end of the pty went away
+                if not data:
+                    return 0
+                step = self.args.slice or len(data)
+                for i in range(0, len(data), step):
+                    self.on_bytes(data[i:i + step])
+            self.tick()
+            self.flush()
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("device", help="serial device path, e.g. one end of a socat pty pair")
+    ap.add_argument("--framing", choices=["hdlc", "console"], default="hdlc")
+    ap.add_argument("--busy", type=int, default=0, help="the next K chunk callbacks return BUSY")
+    ap.add_argument("--drop", type=int, default=0, help="silently drop the next K incoming frames")
+    ap.add_argument("--corrupt", type=int, default=0, help="corrupt the CRC of the next K outgoing frames")
+    ap.add_argument("--idle-ms", type=int, default=10000, help="session idle timeout")
+    ap.add_argument("--stale", action="store_true", help="keep sending on closed sessions")
+    ap.add_argument("--log-interval", type=float, default=5.0, help="console mode: seconds between log lines (0=off)")
+    ap.add_argument("--slice", type=int, default=0, help="BLE-like: process input and write output in N-byte slices")
+    args = ap.parse_args()
+    fd = os.open(args.device, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
+    tty.setraw(fd, termios.TCSANOW)
+    dev = Device(fd, args)
+    try:
+        return dev.run()
+    except KeyboardInterrupt:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
