@@ -6,155 +6,25 @@
 #include "edgelink/config/config.hpp"
 
 #include <arpa/inet.h>
-#include <fcntl.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <array>
-#include <cctype>
-#include <cerrno>
-#include <cmath>
-#include <cstdio>
-#include <cstring>
-#include <limits>
 #include <toml++/toml.h>
+
+#include "config_reader.hpp"
 
 namespace edgelink {
 namespace {
+
+using namespace config_detail;
 
 constexpr const char* kDefaultStreamTopic =
     "/tenants/{tenant_id}/devices/{device_id}/events/{stream}/jsonarray";
 constexpr const char* kDefaultActionStatusTopic =
     "/tenants/{tenant_id}/devices/{device_id}/action/status";
-constexpr int64_t kInt64Max = std::numeric_limits<int64_t>::max();
-// Caps a duration so seconds * 1000 never overflows; nothing sensible waits longer.
-constexpr double kMaxDurationSeconds = 10.0 * 365 * 24 * 3600;
 // Guards against pointing the loader at /dev/zero-like or huge files.
 constexpr size_t kMaxConfigBytes = 16u << 20;
 constexpr size_t kMaxSecretBytes = 64u << 10;
-
-// Reads a whole regular file. Non-regular files (FIFOs, directories) are refused so a
-// typo cannot block start-up forever.
-bool read_regular_file(const std::string& path, size_t max_bytes, std::string& out,
-                       std::string& error) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-  if (fd < 0) {
-    error = std::strerror(errno);
-    return false;
-  }
-  struct stat st {};
-  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-    error = S_ISDIR(st.st_mode) ? std::strerror(EISDIR) : "not a regular file";
-    ::close(fd);
-    return false;
-  }
-  out.clear();
-  char buf[8192];
-  for (;;) {
-    const ssize_t n = ::read(fd, buf, sizeof buf);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      error = std::strerror(errno);
-      ::close(fd);
-      return false;
-    }
-    if (n == 0) break;
-    if (out.size() + static_cast<size_t>(n) > max_bytes) {
-      error = "file is larger than " + std::to_string(max_bytes) + " bytes";
-      ::close(fd);
-      return false;
-    }
-    out.append(buf, static_cast<size_t>(n));
-  }
-  ::close(fd);
-  return true;
-}
-
-bool check_readable(const std::string& path, std::string& error) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-  if (fd < 0) {
-    error = std::strerror(errno);
-    return false;
-  }
-  struct stat st {};
-  const bool ok = ::fstat(fd, &st) == 0 && S_ISREG(st.st_mode);
-  if (!ok) error = S_ISDIR(st.st_mode) ? std::strerror(EISDIR) : "not a regular file";
-  ::close(fd);
-  return ok;
-}
-
-bool is_name_char(char c) {
-  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-         c == '_' || c == '-';
-}
-
-// The stream name rule of app-protocol.md; app names follow it too so they can be
-// used as metric labels and bare TOML keys.
-bool valid_name(std::string_view name) {
-  return !name.empty() && name.size() <= 64 && std::all_of(name.begin(), name.end(), is_name_char);
-}
-
-// Untrusted text inside a message: quoted, control characters escaped, length capped.
-std::string quote(std::string_view s) {
-  std::string out = "\"";
-  const size_t limit = 64;
-  for (size_t i = 0; i < s.size() && i < limit; ++i) {
-    const auto c = static_cast<unsigned char>(s[i]);
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += static_cast<char>(c);
-    } else if (c < 0x20 || c == 0x7f) {
-      char hex[8];
-      std::snprintf(hex, sizeof hex, "\\x%02x", c);
-      out += hex;
-    } else {
-      out += static_cast<char>(c);
-    }
-  }
-  if (s.size() > limit) out += "...";
-  return out + "\"";
-}
-
-// A path component: bare when it is a plain name, quoted otherwise.
-std::string key_part(std::string_view key) { return valid_name(key) ? std::string(key) : quote(key); }
-
-const char* type_name(const toml::node& n) {
-  switch (n.type()) {
-    case toml::node_type::string: return "a string";
-    case toml::node_type::integer: return "an integer";
-    case toml::node_type::floating_point: return "a float";
-    case toml::node_type::boolean: return "a boolean";
-    case toml::node_type::table: return "a table";
-    case toml::node_type::array: return "an array";
-    case toml::node_type::date: return "a date";
-    case toml::node_type::time: return "a time";
-    case toml::node_type::date_time: return "a date-time";
-    default: return "nothing";
-  }
-}
-
-std::string float_text(double v) {
-  char buf[40];
-  std::snprintf(buf, sizeof buf, "%g", v);
-  return buf;
-}
-
-std::string range_text(int64_t min, int64_t max) {
-  if (max == kInt64Max) return min == 1 ? "> 0" : ">= " + std::to_string(min);
-  return std::to_string(min) + ".." + std::to_string(max);
-}
-
-bool iequals(std::string_view a, std::string_view b) {
-  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
-           return std::tolower(static_cast<unsigned char>(x)) == std::tolower(static_cast<unsigned char>(y));
-         });
-}
-
-template <class T>
-void assign(T& target, std::optional<T> value) {
-  if (value) target = std::move(*value);
-}
 
 // A listening address normalised for conflict checks.
 struct AppSite {
@@ -173,159 +43,13 @@ struct ActionSite {
   const toml::node* node = nullptr;
 };
 
-class Loader {
+class Loader : public ValueReader {
  public:
-  Loader(std::string file, LoadResult& result) : file_(std::move(file)), result_(result) {}
+  using ValueReader::ValueReader;
 
   void load(const toml::table& root, Config& c);
 
-  void error(const toml::source_region& where, std::string message) {
-    result_.errors.push_back({file_, static_cast<int>(where.begin.line),
-                              static_cast<int>(where.begin.column), std::move(message)});
-  }
-  void error(const toml::node& n, std::string message) { error(n.source(), std::move(message)); }
-  void error_nopos(std::string message) { result_.errors.push_back({file_, 0, 0, std::move(message)}); }
-
  private:
-  void unknown(const toml::key& key, const std::string& where) {
-    const auto& pos = key.source().begin;
-    result_.unknown_keys.push_back({file_, static_cast<int>(pos.line), static_cast<int>(pos.column),
-                                    "unknown key '" + std::string(key.str()) + "' " + where});
-  }
-  void missing(const toml::node& table, const std::string& path) {
-    error(table, path + ": required key is missing");
-  }
-
-  const toml::table* table_value(const toml::node& n, const std::string& path) {
-    if (const auto* t = n.as_table()) return t;
-    error(n, path + ": must be a table, got " + type_name(n));
-    return nullptr;
-  }
-
-  std::optional<std::string> string_value(const toml::node& n, const std::string& path,
-                                          bool allow_empty = false) {
-    const auto* s = n.as_string();
-    if (!s) {
-      error(n, path + ": must be a string, got " + type_name(n));
-      return std::nullopt;
-    }
-    const std::string& v = s->get();
-    // Values end up in C APIs (paths, Paho); an embedded NUL would silently truncate.
-    if (v.find('\0') != std::string::npos) {
-      error(n, path + ": must not contain NUL characters");
-      return std::nullopt;
-    }
-    if (!allow_empty && v.empty()) {
-      error(n, path + ": must be a non-empty string");
-      return std::nullopt;
-    }
-    return v;
-  }
-
-  std::optional<int64_t> int_value(const toml::node& n, const std::string& path, int64_t min,
-                                   int64_t max) {
-    const auto* i = n.as_integer();
-    if (!i) {
-      error(n, path + ": must be an integer " + range_text(min, max) + ", got " + type_name(n));
-      return std::nullopt;
-    }
-    const int64_t v = i->get();
-    if (v < min || v > max) {
-      error(n, path + ": must be an integer " + range_text(min, max) + ", got " + std::to_string(v));
-      return std::nullopt;
-    }
-    return v;
-  }
-
-  template <class T>
-  std::optional<T> int_as(const toml::node& n, const std::string& path, int64_t min, int64_t max) {
-    auto v = int_value(n, path, min, max);
-    if (!v) return std::nullopt;
-    return static_cast<T>(*v);
-  }
-
-  // Integer or float seconds, stored as milliseconds.
-  std::optional<Millis> duration_value(const toml::node& n, const std::string& path,
-                                       bool allow_zero = false) {
-    const std::string expected = std::string("must be a number of seconds ") +
-                                 (allow_zero ? ">= 0" : "> 0") + " (at most 10 years)";
-    double seconds = 0;
-    std::string got;
-    if (const auto* i = n.as_integer()) {
-      seconds = static_cast<double>(i->get());
-      got = std::to_string(i->get());
-    } else if (const auto* f = n.as_floating_point()) {
-      seconds = f->get();
-      got = float_text(seconds);
-    } else {
-      error(n, path + ": " + expected + ", got " + type_name(n));
-      return std::nullopt;
-    }
-    if (!std::isfinite(seconds) || seconds < 0 || seconds > kMaxDurationSeconds) {
-      error(n, path + ": " + expected + ", got " + got);
-      return std::nullopt;
-    }
-    const auto ms = static_cast<int64_t>(std::llround(seconds * 1000.0));
-    if (!allow_zero && ms <= 0) {
-      error(n, path + ": " + expected + " (1 ms resolution), got " + got);
-      return std::nullopt;
-    }
-    return Millis{ms};
-  }
-
-  std::optional<bool> bool_value(const toml::node& n, const std::string& path) {
-    if (const auto* b = n.as_boolean()) return b->get();
-    error(n, path + ": must be a boolean (true or false), got " + type_name(n));
-    return std::nullopt;
-  }
-
-  template <class E>
-  std::optional<E> enum_value(const toml::node& n, const std::string& path,
-                              std::initializer_list<std::pair<const char*, E>> choices) {
-    std::string names;
-    for (const auto& [name, value] : choices) names += (names.empty() ? "\"" : ", \"") + std::string(name) + "\"";
-    const auto* s = n.as_string();
-    if (s) {
-      for (const auto& [name, value] : choices)
-        if (iequals(s->get(), name)) return value;
-    }
-    error(n, path + ": must be one of " + names + ", got " + (s ? quote(s->get()) : type_name(n)));
-    return std::nullopt;
-  }
-
-  // An identifier that becomes a topic level.
-  std::optional<std::string> id_value(const toml::node& n, const std::string& path) {
-    auto v = string_value(n, path);
-    if (v && v->find_first_of("/+#") != std::string::npos) {
-      error(n, path + ": must not contain '/', '+' or '#' (it becomes an MQTT topic level), got " +
-                   quote(*v));
-      return std::nullopt;
-    }
-    return v;
-  }
-
-  // Topic templates: only known placeholders; publish topics must not hold wildcards.
-  std::optional<std::string> topic_value(const toml::node& n, const std::string& path,
-                                         bool allow_stream, bool allow_wildcards) {
-    auto v = string_value(n, path);
-    if (!v) return v;
-    bool ok = true;
-    for (size_t i = v->find('{'); i != std::string::npos && ok; i = v->find('{', i + 1)) {
-      const size_t end = v->find('}', i);
-      const std::string_view name =
-          end == std::string::npos ? std::string_view(*v).substr(i) : std::string_view(*v).substr(i, end - i + 1);
-      if (name == "{tenant_id}" || name == "{device_id}" || (allow_stream && name == "{stream}")) continue;
-      error(n, path + ": unknown placeholder " + quote(name) + "; expected {tenant_id}, {device_id}" +
-                   (allow_stream ? " or {stream}" : ""));
-      ok = false;
-    }
-    if (ok && !allow_wildcards && v->find_first_of("+#") != std::string::npos) {
-      error(n, path + ": a publish topic must not contain the MQTT wildcards '+' or '#'");
-      ok = false;
-    }
-    return ok ? v : std::nullopt;
-  }
-
   void load_broker(const toml::table& t, BrokerConfig& b);
   void load_tls(const toml::table& t, TlsConfig& tls);
   void load_apps(const toml::table& t, std::map<std::string, AppConfig>& apps);
@@ -335,8 +59,6 @@ class Loader {
   void load_spool(const toml::table& t, SpoolConfig& s);
   void load_log(const toml::table& t, LogConfig& l);
 
-  std::string file_;
-  LoadResult& result_;
   std::vector<AppSite> sites_;
   std::vector<ActionSite> action_sites_;
   size_t configured_streams_ = 0;
