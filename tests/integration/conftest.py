@@ -341,3 +341,57 @@ def make_edgelink(workdir, broker):
         e.kill()
         if os.environ.get("EDGELINK_IT_VERBOSE"):
             print(e.log_text())
+
+
+# --- helpers for test_apps / test_streams / test_operations -------------------------
+
+def peer_eof(app, timeout=5.0):
+    """True only if the peer really closed the connection (EOF or reset) within timeout;
+    False on timeout. (App.closed_by_peer also answers True on a timeout.)"""
+    deadline = time.monotonic() + timeout
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return False
+        app.sock.settimeout(remaining)
+        try:
+            chunk = app.sock.recv(65536)
+        except socket.timeout:
+            return False
+        except ConnectionResetError:
+            return True
+        if not chunk:
+            return True
+        app.buf += chunk  # data before the close (e.g. an action) is kept for read_line
+
+
+def app_status(el, name="app"):
+    """The entry for app `name` in `edgelink status --json`."""
+    return next(a for a in el.status()["apps"] if a["name"] == name)
+
+
+def stream_status(el, name):
+    return next((s for s in el.status()["streams"] if s["name"] == name), None)
+
+
+def read_errors(app, count, timeout=5.0):
+    """The next `count` error reports sent to a hello'd app (the inner error objects)."""
+    errors = []
+    for _ in range(count):
+        msg = app.read_line(timeout)
+        assert msg is not None, f"expected {count} error reports, got {errors}"
+        errors.append(msg["edgelink"]["error"])
+    return errors
+
+
+def app_config(port=None, **extra):
+    """A [tcpapps.x] table on a fresh port."""
+    cfg = {"port": port or free_port()}
+    cfg.update(extra)
+    return cfg
+
+
+def wait_online(sub, timeout=10.0):
+    """Wait until edgelink's presence "online" reached `sub` (a "#" subscriber). edgelink sends it
+    right after SUBSCRIBE on the same connection, so its action subscription is in place by then."""
+    wait_for(lambda: any(p == b"online" for (_, p) in sub.on("/presence")), timeout, what="presence online")
