@@ -5,11 +5,11 @@
 #include <cmath>
 #include <cstdint>
 #include <initializer_list>
-#include <utility>
 #include <limits>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <toml++/toml.h>
 
 #include "edgelink/config/config.hpp"
