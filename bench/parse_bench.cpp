@@ -16,12 +16,20 @@
 #include <cstdlib>
 #include <new>
 #include <random>
+#include <ctime>
 #include <string>
 #include <variant>
 
 namespace {
 
 std::atomic<uint64_t> g_allocations{0};
+
+// CPU time of this thread: on a shared box wall time mostly measures the neighbours.
+double cpu_seconds() {
+  timespec ts{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) * 1e-9;
+}
 
 }  // namespace
 
@@ -65,10 +73,11 @@ int main(int argc, char** argv) {
 
   LineFramer framer(1 << 20);
   uint64_t points = 0, errors = 0, checksum = 0;
-  double best = 1e300, total = 0;
+  double best = 1e300, total = 0, best_cpu = 1e300;
   const uint64_t allocations_before = g_allocations.load();
   for (int pass = 0; pass < passes; ++pass) {
     const auto start = std::chrono::steady_clock::now();
+    const double cpu_start = cpu_seconds();
     // Feed in socket-sized chunks so lines split across reads go through the buffer.
     for (size_t off = 0; off < data.size(); off += chunk) {
       std::string_view input(data.data() + off, std::min(chunk, data.size() - off));
@@ -88,6 +97,7 @@ int main(int argc, char** argv) {
     }
     const double t = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     best = std::min(best, t);
+    best_cpu = std::min(best_cpu, cpu_seconds() - cpu_start);
     total += t;
   }
   const uint64_t allocations = g_allocations.load() - allocations_before;
@@ -96,8 +106,10 @@ int main(int argc, char** argv) {
   std::printf("lines: %zu x %d passes  avg line: %.1f bytes  chunk: %zu bytes\n", count, passes, bytes / lines, chunk);
   std::printf("points: %llu  errors: %llu  (checksum %llu)\n", static_cast<unsigned long long>(points),
               static_cast<unsigned long long>(errors), static_cast<unsigned long long>(checksum));
-  std::printf("best pass: %.2f M lines/s  %.1f MB/s\n", lines / best / 1e6, bytes / best / 1e6);
-  std::printf("mean:      %.2f M lines/s  %.1f MB/s\n", lines * passes / total / 1e6, bytes * passes / total / 1e6);
+  std::printf("best pass (wall): %.2f M lines/s  %.1f MB/s\n", lines / best / 1e6, bytes / best / 1e6);
+  std::printf("best pass (cpu):  %.2f M lines/s  %.1f MB/s  %.0f ns/line\n", lines / best_cpu / 1e6,
+              bytes / best_cpu / 1e6, best_cpu / lines * 1e9);
+  std::printf("mean (wall):      %.2f M lines/s  %.1f MB/s\n", lines * passes / total / 1e6, bytes * passes / total / 1e6);
   std::printf("heap allocations while parsing: %llu (framer buffering of split lines included)\n",
               static_cast<unsigned long long>(allocations));
   return errors == 0 && points == count * static_cast<uint64_t>(passes) ? 0 : 1;

@@ -284,7 +284,7 @@ class Device:
             try:
                 obj = json.loads(body.split(b"\x00", 1)[0].decode("utf-8"))
                 assert isinstance(obj, dict)
-            except (ValueError, AssertionError):
+            except (ValueError, AssertionError, RecursionError):  # bad or absurdly nested JSON: no reply
                 return
             name = str(obj.get("cmdName", ""))
             text = self.file_cmd(name, obj) if name[:2] in ("uf", "df") else self.rest(cmdframe_to_rest(obj), name)
@@ -325,7 +325,7 @@ class Device:
         if "pubRecs" in args:
             try:
                 recs = [r for r in json.loads(args["pubRecs"]) if isinstance(r, dict)]
-            except ValueError:
+            except (ValueError, TypeError, RecursionError):
                 recs = []
         elif "topic" in args:  # single-topic URL form; trigger is ignored here
             recs = [{"topic": args["topic"], "rateHz": args.get("rateHz", 1.0), "minMs": args.get("minMs", 50)}]

@@ -209,6 +209,13 @@ def scenario(gw, console):
     gw.reply(17, "sim/idle")
     eq(ufstart(gw, 18, "upyconsole"), '{"req":"ufStart","streamID":1,"rslt":"ok"}')
 
+    # 24-bit wrap: with streamPos preset past 2^24, a wrapped position is a mismatch.
+    gw.url(21, "sim/streampos?id=1&pos=16777216")
+    gw.reply(21, "sim/streampos")
+    gw.block(1, 0, b"w")
+    eq(gw.notice("wrap POS_MISMATCH"),
+       '{"req":"ufBlock","streamID":1,"sokto":16777216,"reason":"POS_MISMATCH","rslt":"ok"}')
+
     # Corrupted replies are dropped by the receiver (bad CRC), the retry gets through.
     gw.url(19, "sim/corrupt?n=1")
     gw.reply(19, "sim/corrupt")
@@ -230,7 +237,7 @@ def scenario(gw, console):
             raise AssertionError("no boot banner in console text: %r" % text[:200])
 
 
-def run(framing):
+def run(framing, extra=()):
     socat = subprocess.Popen(["socat", "-d", "-d", "pty,raw,echo=0", "pty,raw,echo=0"],
                              stderr=subprocess.PIPE, text=True)
     sim = None
@@ -244,13 +251,13 @@ def run(framing):
             if m:
                 ptys.append(m.group(1))
         sim = subprocess.Popen([sys.executable, os.path.join(HERE, "mcu_sim.py"), ptys[0], "--framing", framing,
-                                "--log-interval", "0.2"])
+                                "--log-interval", "0.2", *extra])
         time.sleep(0.3)
         gw = Gateway(ptys[1], framing == "console")
         scenario(gw, framing == "console")
         if sim.poll() is not None:
             raise AssertionError("simulator exited with %s" % sim.returncode)
-        print("mcu_sim selftest (%s): ok" % framing)
+        print("mcu_sim selftest (%s%s): ok" % (framing, " " + " ".join(extra) if extra else ""))
     finally:
         for p in (sim, socat):
             if p and p.poll() is None:
@@ -260,8 +267,9 @@ def run(framing):
 
 def main():
     try:
-        for framing in ("hdlc", "console"):
-            run(framing)
+        run("hdlc")
+        run("console")
+        run("hdlc", ("--slice", "20"))  # BLE-sized writes: frames span many reads
     except AssertionError as e:
         print("mcu_sim selftest FAILED: %s" % e)
         return 1

@@ -14,7 +14,7 @@ jobs=${JOBS:-$(nproc)}
 .ci/install-deps.sh
 
 echo "== build (gcc)"
-cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DEDGELINK_TESTS=ON -DEDGELINK_BENCH=ON >/dev/null
 cmake --build build -j"$jobs"
 
 echo "== unit and integration tests"

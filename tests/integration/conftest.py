@@ -391,6 +391,96 @@ def app_config(port=None, **extra):
     return cfg
 
 
+# --- Helpers for action and broker-link tests (appended; nothing above changed) ---
+
+
+def publish_many(port, topic, payloads, qos=1, retain=False):
+    """Publishes every payload in order from one client and waits for all PUBACKs."""
+    c = mqtt.Client(client_id=f"pubm-{os.getpid()}-{time.monotonic_ns()}")
+    c.max_inflight_messages_set(1000)
+    c.connect("127.0.0.1", port)
+    c.loop_start()
+    infos = [c.publish(topic, p, qos=qos, retain=retain) for p in payloads]
+    for info in infos:
+        info.wait_for_publish(10)
+    c.loop_stop()
+    c.disconnect()
+
+
+class ConfiguredBroker(Broker):
+    """A mosquitto with a config written here in full: a plain listener on `port`,
+    optionally a TLS listener on `tls_port` (tls = dict(cafile=, certfile=, keyfile=)),
+    a password file with anonymous access off, and persistence (sessions of
+    clean_session=False clients and their queued QoS 1 messages survive stop()/start())."""
+
+    def __init__(self, workdir, password_file=None, tls=None, persistent=False, extra_conf=""):
+        super().__init__(workdir, extra_conf)
+        self.password_file = password_file
+        self.tls = tls
+        self.tls_port = free_port() if tls else None
+        self.persistent = persistent
+        self.store = os.path.join(workdir, f"mosquitto-{self.port}-store") + "/"
+
+    def start(self):
+        lines = ["per_listener_settings false", "set_tcp_nodelay true", f"listener {self.port} 127.0.0.1"]
+        if self.tls:
+            lines += [f"listener {self.tls_port} 127.0.0.1", f"cafile {self.tls['cafile']}",
+                      f"certfile {self.tls['certfile']}", f"keyfile {self.tls['keyfile']}"]
+        if self.password_file:
+            lines += ["allow_anonymous false", f"password_file {self.password_file}"]
+        else:
+            lines += ["allow_anonymous true"]
+        if self.persistent:
+            os.makedirs(self.store, exist_ok=True)
+            lines += ["persistence true", f"persistence_location {self.store}", "max_queued_messages 0",
+                      "max_queued_bytes 0"]
+        else:
+            lines += ["persistence false"]
+        with open(self.conf, "w") as f:
+            f.write("\n".join(lines) + f"\n{self.extra_conf}\n")
+        self.proc = subprocess.Popen(["mosquitto", "-c", self.conf], stdout=open(self.log, "ab"),
+                                     stderr=subprocess.STDOUT)
+        wait_port(self.port)
+        if self.tls_port:
+            wait_port(self.tls_port)
+        return self
+
+
+class DurableSubscriber(Subscriber):
+    """A Subscriber with a fixed client id and clean_session=False that reconnects within
+    a second, so against a persistent broker it misses nothing across broker restarts.
+    Also takes credentials."""
+
+    def __init__(self, port, topics=("#",), client_id=None, username=None, password=None):
+        self.messages = []
+        self.lock = threading.Lock()
+        self.connected = threading.Event()
+        self.topics = topics
+        self.client = mqtt.Client(client_id=client_id or f"durable-{os.getpid()}-{id(self)}", clean_session=False)
+        self.client.reconnect_delay_set(0.1, 0.5)
+        self.client.max_inflight_messages_set(1000)
+        if username is not None:
+            self.client.username_pw_set(username, password)
+
+        def on_connect(client, userdata, flags, rc):
+            if rc != 0:
+                return
+            for t in self.topics:
+                client.subscribe(t, qos=1)
+            self.connected.set()
+
+        def on_message(client, userdata, msg):
+            with self.lock:
+                self.messages.append((msg.topic, msg.payload, msg.retain))
+
+        self.client.on_connect = on_connect
+        self.client.on_message = on_message
+        self.client.connect("127.0.0.1", port)
+        self.client.loop_start()
+        assert self.connected.wait(10), "subscriber could not connect"
+        time.sleep(0.1)  # let the SUBACK arrive before the test starts publishing
+
+
 def wait_online(sub, timeout=10.0):
     """Wait until edgelink's presence "online" reached `sub` (a "#" subscriber). edgelink sends it
     right after SUBSCRIBE on the same connection, so its action subscription is in place by then."""

@@ -9,6 +9,14 @@
 #include <cstdint>
 #include <cstring>
 
+// The hot path calls string() and number() a dozen times per line; compilers do not
+// inline them on their own (they sit next to the recursive value()).
+#if defined(__GNUC__)
+#define EDGELINK_JSON_INLINE [[gnu::always_inline]] inline
+#else
+#define EDGELINK_JSON_INLINE inline
+#endif
+
 namespace edgelink::json {
 
 static_assert(std::endian::native == std::endian::little, "the SWAR string scan assumes little-endian loads");
@@ -75,7 +83,7 @@ class Scanner {
   }
 
   // At '"'. Sets `escaped` when the string holds a backslash escape.
-  bool string(bool& escaped) {
+  EDGELINK_JSON_INLINE bool string(bool& escaped) {
     ++p_;
     for (;;) {
       skip_plain_string_bytes();
@@ -97,7 +105,7 @@ class Scanner {
     }
   }
 
-  bool number() {
+  EDGELINK_JSON_INLINE bool number() {
     consume('-');
     if (at_end()) return false;
     if (*p_ == '0') {
@@ -122,7 +130,7 @@ class Scanner {
   // Eight bytes at a time while none needs a closer look (SWAR: a byte is flagged when
   // < 0x20, '"', '\\' or >= 0x80). Borrows only flag bytes above a truly flagged
   // one, so the lowest flag is exact.
-  void skip_plain_string_bytes() {
+  EDGELINK_JSON_INLINE void skip_plain_string_bytes() {
     constexpr uint64_t kOnes = 0x0101010101010101ULL;
     constexpr uint64_t kHigh = 0x8080808080808080ULL;
     while (end_ - p_ >= 8) {
