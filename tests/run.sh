@@ -27,7 +27,8 @@ if [ "${EDGELINK_SKIP_SANITIZE:-0}" != 1 ]; then
   CC=clang-14 CXX=clang++-14 cmake -S . -B build-san -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
     -DEDGELINK_SANITIZE=ON -DEDGELINK_FUZZ=ON -DEDGELINK_BENCH=OFF >/dev/null
   cmake --build build-san -j"$jobs"
-  export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+  export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
+  export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1:suppressions=$PWD/tests/sanitizers/ubsan.supp
 
   echo "== unit tests under sanitizers"
   build-san/edgelink_unit_tests
