@@ -360,3 +360,41 @@ def test_pending_action_reaches_app_that_connects_later(make_edgelink, broker, s
     wait_for(lambda: app_status(el)["pending_actions"] == 0, what="pending to drain")
     assert app_status(el)["actions_delivered"] == 1
     assert [s["state"] for s in sub.statuses()] == ["Received"]
+
+
+def test_invalid_utf8_and_other_rejections(make_edgelink, sub):
+    """Malformed UTF-8, control characters, duplicates, bad control and status lines get the right code and field."""
+    el = make_edgelink(streams={"imu": {"batch_size": 1, "flush_period": 60}})
+    app = App(el.app_port(), hello=True)                                                           # 1
+    cases = [
+        (b'{"stream":"imu","sequence":1,"timestamp":1,"s":"\xed\xa0\x80"}', ("BadJson", None)),     # UTF-8 surrogate
+        (b'{"stream":"imu","sequence":1,"timestamp":1,"s":"\xc0\xaf"}', ("BadJson", None)),         # overlong
+        (b'{"stream":"imu","sequence":1,"timestamp":1,"s":"\xf4\x90\x80\x80"}', ("BadJson", None)), # > U+10FFFF
+        (b'{"stream":"imu","sequence":1,"timestamp":1,"s":"\xe2\x82"}', ("BadJson", None)),         # truncated
+        (b'{"stream":"imu","sequence":1,"timestamp":1,"s":"a\x01b"}', ("BadJson", None)),           # raw control
+        (b'{"stream":"imu","sequence":1,"timestamp":1,"s":"a\x00b"}', ("BadJson", None)),           # NUL
+        (b'\xef\xbb\xbf{"stream":"imu","sequence":1,"timestamp":1}', ("BadJson", None)),            # BOM
+        (b'{"stream":"imu","sequence":1,"timestamp":1} x', ("BadJson", None)),                      # trailing text
+        (b'{"stream":"imu","sequence":007,"timestamp":1}', ("BadJson", None)),                      # leading zeros
+        (b'{"stream":"imu","sequence":1,"timestamp":1,"stream":"imu"}', ("BadField", "stream")),    # duplicate
+        (b'{"stream":"","sequence":1,"timestamp":1}', ("BadField", "stream")),
+        (b'{"stream":"imu","sequence":1,"timestamp":18446744073709551616}', ("BadField", "timestamp")),
+        (b'{"edgelink":{"bogus":true}}', ("BadField", "edgelink")),
+        (b'{"stream":"action_status","sequence":1,"timestamp":1,"action_id":"x","state":"Progress","progress":101}',
+         ("BadField", "progress")),
+        (b'{"stream":"action_status","sequence":1,"timestamp":1,"state":"Progress"}', ("MissingField", "action_id")),
+    ]
+    good = [
+        b'{"str\\u0065am":"imu","sequence":1,"timestamp":1}',            # an escaped key is still "stream"
+        b'{"stream":"imu","sequence":2,"timestamp":1,"edgelink":"x"}',  # not a control line: a column
+        ('{"stream":"imu","sequence":3,"timestamp":1,"s":"\U0010ffff\u00e9"}').encode(),
+    ]
+    app.send_raw(b"".join(line + b"\n" for (line, _) in cases) + b"".join(line + b"\n" for line in good))
+    errors = read_errors(app, len(cases))
+    assert [(e["code"], e.get("field"), e["line"]) for e in errors] == [
+        (code, field, i + 2) for i, (_, (code, field)) in enumerate(cases)]
+    wait_for(lambda: len(sub.points("imu")) == 3, what="the three good points")
+    assert sub.points("imu") == [{"sequence": 1, "timestamp": 1}, {"sequence": 2, "timestamp": 1, "edgelink": "x"},
+                                 {"sequence": 3, "timestamp": 1, "s": "\U0010ffff\u00e9"}]
+    assert app.read_line(0.2) is None
+    assert app_status(el)["errors"] == {"BadJson": 9, "BadField": 5, "MissingField": 1}
