@@ -2,9 +2,12 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <iostream>
 #include <rapidjson/document.h>
+#include <toml++/toml.h>
 
 #include "edgelink/config/config.hpp"
 #include "edgelink/daemon/daemon.hpp"
@@ -87,13 +90,24 @@ void print_status(const std::string& json) {
 }
 
 int status(const std::string& path, bool json) {
-  edgelink::LoadResult r = edgelink::load_config_file(path);
-  if (!r.config) {
-    for (const auto& issue : r.errors) std::cerr << issue.to_string() << "\n";
+  // Only persistence_path is needed: a running daemon can be asked even when its
+  // file has since been edited into an invalid state.
+  std::string persistence_path = edgelink::Config{}.persistence_path;
+  if (FILE* f = std::fopen(path.c_str(), "r"))
+    std::fclose(f);
+  else {
+    std::cerr << "edgelink: " << path << ": cannot read: " << std::strerror(errno) << "\n";
     return 2;
   }
+  try {
+    toml::table t = toml::parse_file(path);
+    if (auto p = t["persistence_path"].value<std::string>()) persistence_path = *p;
+  } catch (const toml::parse_error& e) {
+    std::cerr << "edgelink: " << path << ": " << e.description() << "; assuming persistence_path = \""
+              << persistence_path << "\"\n";
+  }
   std::string out;
-  if (!edgelink::fetch_status(edgelink::status_socket_path(r.config->persistence_path), out)) {
+  if (!edgelink::fetch_status(edgelink::status_socket_path(persistence_path), out)) {
     std::cerr << "edgelink: " << out << "\n";
     return 1;
   }

@@ -34,7 +34,7 @@ struct MqttLink::Listener {
     void on_success(const mqtt::token& t) override { fn(t, true); }
     void on_failure(const mqtt::token& t) override { fn(t, false); }
   };
-  Fn connect, publish, subscribe, ignore, disconnect;
+  Fn connect, publish, subscribe, ignore, offline, disconnect;
 };
 
 MqttLink::MqttLink(asio::io_context& io, const Config& config, Outbox& outbox, Callbacks callbacks)
@@ -62,6 +62,15 @@ MqttLink::MqttLink(asio::io_context& io, const Config& config, Outbox& outbox, C
     });
   };
   listener_->ignore.fn = [](const mqtt::token&, bool) {};
+  listener_->offline.fn = [post](const mqtt::token&, bool) {
+    post([](MqttLink& self) {
+      try {
+        self.client_->disconnect(0, nullptr, self.listener_->disconnect);
+      } catch (const mqtt::exception&) {
+        if (self.stop_done_) std::exchange(self.stop_done_, nullptr)();
+      }
+    });
+  };
   listener_->disconnect.fn = [post](const mqtt::token&, bool) {
     post([](MqttLink& self) {
       if (self.stop_done_) std::exchange(self.stop_done_, nullptr)();
@@ -256,9 +265,10 @@ void MqttLink::stop(std::function<void()> done) {
   }
   stop_done_ = std::move(done);
   try {
-    // An orderly stop does not fire the will, so say "offline" ourselves.
-    client_->publish(presence_topic_, "offline", 7, 1, true, nullptr, listener_->ignore);
-    client_->disconnect(1000, nullptr, listener_->disconnect);
+    // An orderly stop does not fire the will, so say "offline" ourselves, and
+    // disconnect once that is acknowledged: Paho's disconnect timeout, used to let it
+    // finish, takes seconds longer than the flow itself.
+    client_->publish(presence_topic_, "offline", 7, 1, true, nullptr, listener_->offline);
   } catch (const mqtt::exception&) {
     asio::post(io_, std::exchange(stop_done_, nullptr));
   }

@@ -182,11 +182,14 @@ class App:
         return json.loads(line)
 
     def closed_by_peer(self, timeout=5.0):
+        """True when edgelink closes the connection within `timeout`; False otherwise."""
         self.sock.settimeout(timeout)
         try:
             return self.sock.recv(1) == b""
-        except (ConnectionResetError, socket.timeout):
-            return isinstance(self.sock, socket.socket)
+        except ConnectionResetError:
+            return True
+        except socket.timeout:
+            return False
 
     def close(self):
         self.sock.close()
@@ -347,7 +350,7 @@ def make_edgelink(workdir, broker):
 
 def peer_eof(app, timeout=5.0):
     """True only if the peer really closed the connection (EOF or reset) within timeout;
-    False on timeout. (App.closed_by_peer also answers True on a timeout.)"""
+    False on timeout."""
     deadline = time.monotonic() + timeout
     while True:
         remaining = deadline - time.monotonic()
