@@ -572,6 +572,15 @@ struct PublishListener : mqtt::iaction_listener {
   }
 };
 
+// Paho refuses a publish (MQTTASYNC_MAX_BUFFERED_MESSAGES, -12) once max_buffered_messages
+// publishes wait in its command queue, even while connected; the default is 100, so a
+// window above 100 needs more room.
+mqtt::create_options publisher_create_options(int inflight) {
+  mqtt::create_options co(MQTTVERSION_3_1_1);
+  co.set_max_buffered_messages(std::max(100, inflight + 8));
+  return co;
+}
+
 mqtt::connect_options publisher_options(int inflight) {
   return mqtt::connect_options_builder()
       .clean_session(true)
@@ -611,7 +620,7 @@ int ceiling_publisher(const Options& o, CeilingShared& shared) {
     }
   }
   mqtt::async_client pub("tcp://" + o.host + ":" + std::to_string(o.broker_port),
-                         "relay-bench-pub-" + std::to_string(getpid()), mqtt::create_options(MQTTVERSION_3_1_1));
+                         "relay-bench-pub-" + std::to_string(getpid()), publisher_create_options(o.inflight));
   pub.connect(publisher_options(o.inflight))->wait();
   nodelay_on_broker_sockets(o.broker_port);
   while (!shared.go.load()) std::this_thread::sleep_for(std::chrono::milliseconds(5));
