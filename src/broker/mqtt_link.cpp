@@ -6,6 +6,7 @@
 #include <sys/socket.h>
 
 #include <cstdlib>
+#include <mutex>
 #include <mqtt/async_client.h>
 
 #include "edgelink/util/log.hpp"
@@ -39,7 +40,7 @@ struct MqttLink::Listener {
 
 MqttLink::MqttLink(asio::io_context& io, const Config& config, Outbox& outbox, Callbacks callbacks)
     : io_(io), config_(config), outbox_(outbox), callbacks_(std::move(callbacks)),
-      listener_(std::make_unique<Listener>()), reconnect_timer_(io) {
+      listener_(std::make_unique<Listener>()), reconnect_timer_(io), retry_timer_(io) {
   post_ = [&io = io_, alive = std::weak_ptr<MqttLink*>(alive_)](std::function<void(MqttLink&)> fn) {
     asio::post(io, [alive, fn = std::move(fn)] {
       if (auto self = alive.lock()) fn(**self);
@@ -73,6 +74,7 @@ MqttLink::MqttLink(asio::io_context& io, const Config& config, Outbox& outbox, C
   };
   listener_->disconnect.fn = [post](const mqtt::token&, bool) {
     post([](MqttLink& self) {
+      self.retry_timer_.cancel();
       if (self.stop_done_) std::exchange(self.stop_done_, nullptr)();
     });
   };
@@ -107,9 +109,20 @@ const char* MqttLink::state_name() const {
 void MqttLink::create_client() {
   actions_topic_ = expand_topic(config_.actions_subscription, config_);
   presence_topic_ = expand_topic(config_.presence_topic, config_);
-  // No Paho persistence and no Paho offline buffer: the Outbox is the only store.
-  client_ = std::make_unique<mqtt::async_client>(server_uri(), config_.broker.client_id,
-                                                 mqtt::create_options(MQTTVERSION_3_1_1), nullptr);
+  static std::once_flag paho_init;
+  std::call_once(paho_init, [] {
+    // OpenSSL 3 initialises itself on first use; Paho's eager init (error strings and
+    // all) costs ~1.5 MiB of RSS on gateways that never use TLS.
+    MQTTAsync_init_options init = MQTTAsync_init_options_initializer;
+    init.do_openssl_init = 0;
+    MQTTAsync_global_init(&init);
+  });
+  // No Paho persistence and no offline buffer: the Outbox is the only store. Paho's
+  // command queue still counts queued publishes against maxBufferedMessages (default
+  // 100) while connected, so it must hold the whole window plus subscribe/presence.
+  client_ = std::make_unique<mqtt::async_client>(
+      server_uri(), config_.broker.client_id,
+      mqtt::create_options(MQTTVERSION_3_1_1, config_.broker.max_inflight + 16), nullptr);
   auto post = post_;
   client_->set_connection_lost_handler([post](const std::string& cause) {
     post([cause](MqttLink& self) { self.on_connection_lost(cause.empty() ? "connection lost" : cause); });
@@ -234,7 +247,19 @@ void MqttLink::pump() {
       ++counters_.published;
     } catch (const mqtt::exception& ex) {
       outbox_.requeue(e->id);
-      on_connection_lost(std::string("publish refused: ") + ex.what());
+      if (!client_->is_connected()) {
+        on_connection_lost(std::string("publish refused: ") + ex.what());
+        return;
+      }
+      // Paho's queue is full although connected: try again shortly instead of
+      // tearing the connection down.
+      ++counters_.publish_failures;
+      log::limited(limiter_, "publish-refused", LogLevel::Warn, kLog, "publish refused (", ex.what(),
+                   "); retrying");
+      retry_timer_.expires_after(std::chrono::milliseconds(10));
+      retry_timer_.async_wait([this](asio::error_code ec) {
+        if (!ec) pump();
+      });
       return;
     }
   }
@@ -264,6 +289,14 @@ void MqttLink::stop(std::function<void()> done) {
     return;
   }
   stop_done_ = std::move(done);
+  // Paho may never call back if the connection dies during the goodbye: bound it.
+  retry_timer_.expires_after(std::chrono::seconds(2));
+  retry_timer_.async_wait([this](asio::error_code ec) {
+    if (!ec && stop_done_) {
+      log::warn(kLog, "no answer from the broker while disconnecting; stopping anyway");
+      std::exchange(stop_done_, nullptr)();
+    }
+  });
   try {
     // An orderly stop does not fire the will, so say "offline" ourselves, and
     // disconnect once that is acknowledged: Paho's disconnect timeout, used to let it

@@ -52,9 +52,13 @@ StreamBatcher::Stream* StreamBatcher::create(std::string_view name) {
 }
 
 bool StreamBatcher::add(const DataPoint& point) {
-  auto it = streams_.find(point.stream);
-  Stream* s = it != streams_.end() ? &it->second : create(point.stream);
-  if (!s) return false;
+  Stream* s = last_;
+  if (!s || s->config.name != point.stream) {
+    auto it = streams_.find(point.stream);
+    s = it != streams_.end() ? &it->second : create(point.stream);
+    if (!s) return false;
+    last_ = s;  // unordered_map nodes stay put; streams are never erased
+  }
   if (s->points == 0) {
     s->buffer.clear();
     s->buffer.reserve(s->last_size + point.head.size() + point.tail.size() + 2);

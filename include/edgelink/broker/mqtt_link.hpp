@@ -91,6 +91,7 @@ class MqttLink {
   uint64_t generation_ = 0;  // bumps on every connection; stale callbacks are ignored
   int attempt_ = 0;
   asio::steady_timer reconnect_timer_;
+  asio::steady_timer retry_timer_;  // a refused publish; the bound on stop()
   std::mt19937 rng_{std::random_device{}()};
   LinkCounters counters_;
   std::string last_error_;

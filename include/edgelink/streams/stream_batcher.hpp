@@ -95,6 +95,8 @@ class StreamBatcher {
   Sink sink_;
   Clock clock_;
   bool opened_ = false;
+  // Apps send runs of points of one stream: the last stream found skips the hash.
+  Stream* last_ = nullptr;
   std::unordered_map<std::string, Stream, Hash, std::equal_to<>> streams_;
 };
 
