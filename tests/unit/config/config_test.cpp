@@ -7,22 +7,14 @@
 #include <fstream>
 #include <string>
 
+#include "config_test_util.hpp"
 #include "edgelink/config/config.hpp"
 
 using namespace edgelink;
+using namespace edgelink::test;
 using namespace std::chrono_literals;
 
 namespace {
-
-constexpr const char* kIds = "project_id = \"demo\"\ndevice_id = \"gw-001\"\n";
-
-LoadResult load(const std::string& text) { return load_config_string(text, "test.toml"); }
-
-std::string all_issues(const std::vector<ConfigIssue>& issues) {
-  std::string out;
-  for (const auto& i : issues) out += i.to_string() + "\n";
-  return out;
-}
 
 // Exactly one error, containing `text`, at line:col.
 void require_one_error(const std::string& toml, const std::string& text, int line, int col) {
@@ -37,21 +29,6 @@ void require_one_error(const std::string& toml, const std::string& text, int lin
   CHECK(r.errors[0].column == col);
 }
 
-// A private directory for files the loader must read; removed at scope exit.
-struct TempDir {
-  std::string path;
-  TempDir() {
-    char tmpl[] = "/tmp/edgelink_config_test_XXXXXX";
-    REQUIRE(::mkdtemp(tmpl) != nullptr);
-    path = tmpl;
-  }
-  ~TempDir() { std::system(("rm -rf '" + path + "'").c_str()); }
-  std::string write(const std::string& name, const std::string& content) const {
-    const std::string p = path + "/" + name;
-    std::ofstream(p, std::ios::binary) << content;
-    return p;
-  }
-};
 
 const std::string kFull = R"(project_id = "acme"
 device_id = "dev-7"
