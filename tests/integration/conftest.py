@@ -406,8 +406,18 @@ def publish_many(port, topic, payloads, qos=1, retain=False):
     infos = [c.publish(topic, p, qos=qos, retain=retain) for p in payloads]
     for info in infos:
         info.wait_for_publish(10)
-    c.loop_stop()
+    # Disconnecting first wakes the network thread at once (loop_stop alone waits for
+    # its 1 s select timeout).
     c.disconnect()
+    c.loop_stop()
+
+
+def _port_open(port):
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            return True
+    except OSError:
+        return False
 
 
 class ConfiguredBroker(Broker):
@@ -426,6 +436,10 @@ class ConfiguredBroker(Broker):
 
     def start(self):
         lines = ["per_listener_settings false", "set_tcp_nodelay true", f"listener {self.port} 127.0.0.1"]
+        if os.geteuid() == 0:
+            # Started as root, mosquitto drops to user `mosquitto`, which cannot read the
+            # password file nor write the store inside the private (0700) workdir.
+            lines.append("user root")
         if self.tls:
             lines += [f"listener {self.tls_port} 127.0.0.1", f"cafile {self.tls['cafile']}",
                       f"certfile {self.tls['certfile']}", f"keyfile {self.tls['keyfile']}"]
@@ -443,7 +457,10 @@ class ConfiguredBroker(Broker):
             f.write("\n".join(lines) + f"\n{self.extra_conf}\n")
         self.proc = subprocess.Popen(["mosquitto", "-c", self.conf], stdout=open(self.log, "ab"),
                                      stderr=subprocess.STDOUT)
-        wait_port(self.port)
+        wait_for(lambda: self.proc.poll() is not None or _port_open(self.port), what=f"mosquitto on {self.port}")
+        if self.proc.poll() is not None:
+            with open(self.log, errors="replace") as f:
+                raise AssertionError(f"mosquitto exited with {self.proc.returncode}:\n{f.read()[-2000:]}")
         if self.tls_port:
             wait_port(self.tls_port)
         return self
@@ -482,6 +499,10 @@ class DurableSubscriber(Subscriber):
         self.client.loop_start()
         assert self.connected.wait(10), "subscriber could not connect"
         time.sleep(0.1)  # let the SUBACK arrive before the test starts publishing
+
+    def close(self):
+        self.client.disconnect()  # first, so loop_stop need not wait out a select timeout
+        self.client.loop_stop()
 
 
 def wait_online(sub, timeout=10.0):

@@ -1,0 +1,381 @@
+"""Actions from the broker to apps: routing by name, the exact line an app receives, the
+statuses edgelink publishes (Received, forwarded app statuses, Failed for unknown names,
+timeouts and invalid actions), late statuses, redeliveries, apps that are not connected,
+and action statuses overtaking a backlog of data batches (spec/mqtt.md, app-protocol.md)."""
+import json
+import time
+
+import pytest
+
+from conftest import (TOPIC, App, ConfiguredBroker, DurableSubscriber, Edgelink, base_config, free_port, publish_many,
+                      wait_for, wait_online)
+
+ACTIONS = TOPIC + "/actions"
+STATUS_KEYS = ["sequence", "timestamp", "action_id", "state", "progress", "errors"]
+
+
+def action_msg(action_id, name="reboot", payload="{}", id_key="action_id"):
+    return json.dumps({id_key: action_id, "name": name, "payload": payload})
+
+
+def send_actions(port, *payloads, retain=False):
+    publish_many(port, ACTIONS, payloads, retain=retain)
+
+
+def statuses_for(sub, action_id):
+    return [s for s in sub.statuses() if s["action_id"] == action_id]
+
+
+def states_of(sub, action_id):
+    return [s["state"] for s in statuses_for(sub, action_id)]
+
+
+def wait_states(sub, action_id, expected, timeout=10.0):
+    """Waits until exactly `expected` states were published for the action; returns the statuses."""
+    wait_for(lambda: len(statuses_for(sub, action_id)) >= len(expected), timeout,
+             what=f"statuses {expected} for action {action_id}")
+    got = statuses_for(sub, action_id)
+    assert [s["state"] for s in got] == expected
+    return got
+
+
+def app_with(timeout=5, **extra):
+    cfg = {"port": free_port(), "actions": [{"name": "reboot", "timeout": timeout}]}
+    cfg.update(extra)
+    return cfg
+
+
+def action_counters(el):
+    return el.status()["actions"]
+
+
+def test_action_reaches_only_its_app_with_exact_line_and_payload(make_edgelink, broker, sub):
+    """An action goes only to the app that lists its name, as {action_id,name,payload} with the payload text unchanged."""
+    el = make_edgelink(tcpapps={
+        "app": app_with(),
+        "fw": {"port": free_port(), "actions": [{"name": "update_firmware", "timeout": 5}]},
+    })
+    wait_online(sub)
+    app, fw = App(el.app_port("app")), App(el.app_port("fw"))
+    wait_for(lambda: all(a["connected"] for a in el.status()["apps"]), what="both apps connected")
+    payload = json.dumps({"url": "http://h/fw.bin?a=1&b=\"q\"", "path": "C:\\tmp\\x", "note": "line1\nline2\tü€"})
+    send_actions(broker.port, json.dumps({"action_id": "fw-1", "name": "update_firmware", "payload": payload}))
+    line = fw.read_line()
+    assert line == {"action_id": "fw-1", "name": "update_firmware", "payload": payload}
+    assert list(line) == ["action_id", "name", "payload"]
+    assert json.loads(line["payload"])["note"] == "line1\nline2\tü€"
+    assert app.read_line(timeout=0.3) is None, "the other app must not receive the action"
+
+    received = wait_states(sub, "fw-1", ["Received"])[0]
+    assert list(received) == STATUS_KEYS
+    assert received["progress"] == 0 and received["errors"] == []
+    assert abs(received["timestamp"] - time.time() * 1000) < 60_000
+
+    # A non-string payload reaches the app as its JSON text.
+    send_actions(broker.port, json.dumps({"action_id": "r-1", "name": "reboot", "payload": {"delay": 3}}))
+    line = app.read_line()
+    assert line["action_id"] == "r-1" and line["name"] == "reboot"
+    assert json.loads(line["payload"]) == {"delay": 3}
+    assert fw.read_line(timeout=0.3) is None
+    wait_states(sub, "r-1", ["Received"])
+
+
+def test_progress_and_completed_are_forwarded_normalized(make_edgelink, broker, sub):
+    """Received comes first, then the app's Progress and Completed (sent with `id`) as action_id statuses in order."""
+    el = make_edgelink()
+    wait_online(sub)
+    app = App(el.app_port())
+    send_actions(broker.port, action_msg("a1"))
+    assert app.read_line() == {"action_id": "a1", "name": "reboot", "payload": "{}"}
+    wait_states(sub, "a1", ["Received"])
+    app.status("a1", "Progress", 40, seq=5, use_id=True)
+    app.status("a1", "Completed", 100, errors=[], seq=6)
+    got = wait_states(sub, "a1", ["Received", "Progress", "Completed"])
+    for s in got:
+        assert list(s) == STATUS_KEYS
+    assert [s["progress"] for s in got] == [0, 40, 100]
+    assert [s["errors"] for s in got] == [[], [], []]
+    assert got[1]["timestamp"] == 1700000000005 and got[2]["timestamp"] == 1700000000006
+    seqs = [s["sequence"] for s in got]
+    assert seqs == sorted(seqs) and len(set(seqs)) == 3
+    # Every status is published on its own, as a one-element array.
+    assert all(len(arr) == 1 for arr in sub.json_on("/action/status"))
+    c = action_counters(el)
+    assert (c["received"], c["statuses"], c["completed"], c["in_flight"], c["late_statuses"]) == (1, 2, 1, 0, 0)
+
+
+def test_app_failed_status_with_errors_is_forwarded(make_edgelink, broker, sub):
+    """A Failed status from the app is forwarded with its errors and ends the action."""
+    el = make_edgelink()
+    wait_online(sub)
+    app = App(el.app_port())
+    send_actions(broker.port, action_msg("f1"))
+    assert app.read_line()["action_id"] == "f1"
+    app.status("f1", "Failed", 30, errors=["disk full", "rollback done"])
+    got = wait_states(sub, "f1", ["Received", "Failed"])
+    assert got[1]["errors"] == ["disk full", "rollback done"] and got[1]["progress"] == 30
+    c = action_counters(el)
+    assert (c["failed"], c["in_flight"]) == (1, 0)
+
+
+def test_unknown_action_name_fails_and_reaches_no_app(make_edgelink, broker, sub):
+    """An action no app lists is answered Failed with the uplink error text and is not sent to any app."""
+    el = make_edgelink()
+    wait_online(sub)
+    app = App(el.app_port())
+    send_actions(broker.port, action_msg("u1", name="self_destruct"))
+    got = wait_states(sub, "u1", ["Failed"])
+    assert got[0]["errors"] == ["edgelink isn't configured to handle actions of type self_destruct"]
+    assert list(got[0]) == STATUS_KEYS
+    assert app.read_line(timeout=0.3) is None
+    c = action_counters(el)
+    assert (c["unknown_name"], c["received"], c["in_flight"]) == (1, 0, 0)
+
+
+def test_deadline_fails_action_and_later_statuses_are_dropped(make_edgelink, broker, sub):
+    """An unanswered action fails with "Action timed out" after its timeout; the app's later statuses are dropped and counted."""
+    el = make_edgelink(tcpapps={"app": app_with(timeout=1)})
+    wait_online(sub)
+    app = App(el.app_port())
+    t0 = time.monotonic()
+    send_actions(broker.port, action_msg("t1"))
+    assert app.read_line()["action_id"] == "t1"
+    got = wait_states(sub, "t1", ["Received", "Failed"], timeout=5)
+    elapsed = time.monotonic() - t0
+    assert 0.9 <= elapsed < 4.0, f"timed out after {elapsed:.2f}s, configured 1s"
+    assert 900 <= got[1]["timestamp"] - got[0]["timestamp"] < 2000
+    assert got[1]["errors"] == ["Action timed out"] and got[1]["progress"] == 100
+
+    app.status("t1", "Progress", 90)
+    app.status("t1", "Completed", 100)
+    wait_for(lambda: action_counters(el)["late_statuses"] == 2, what="two late statuses counted")
+    time.sleep(0.3)
+    assert states_of(sub, "t1") == ["Received", "Failed"]
+    c = action_counters(el)
+    assert (c["timed_out"], c["completed"], c["statuses"], c["in_flight"]) == (1, 0, 0, 0)
+    el.wait_log("dropped: it already timed out or finished")
+
+
+def test_status_after_completed_is_dropped(make_edgelink, broker, sub):
+    """Once the app reported Completed, further statuses for that action are not forwarded and are counted."""
+    el = make_edgelink()
+    wait_online(sub)
+    app = App(el.app_port())
+    send_actions(broker.port, action_msg("c1"))
+    assert app.read_line()["action_id"] == "c1"
+    app.status("c1", "Completed", 100)
+    wait_states(sub, "c1", ["Received", "Completed"])
+    app.status("c1", "Progress", 50, seq=2)
+    app.status("c1", "Failed", 100, errors=["oops"], seq=3)
+    wait_for(lambda: action_counters(el)["late_statuses"] == 2, what="two late statuses counted")
+    time.sleep(0.3)
+    assert states_of(sub, "c1") == ["Received", "Completed"]
+    assert action_counters(el)["failed"] == 0
+
+
+def test_action_waits_for_app_that_connects_before_deadline(make_edgelink, broker, sub):
+    """An action for an app that is not connected is held and delivered when the app connects before the deadline."""
+    el = make_edgelink(tcpapps={"app": app_with(timeout=4)})
+    wait_online(sub)
+    send_actions(broker.port, action_msg("w1", payload="hold me"))
+    wait_states(sub, "w1", ["Received"])
+    wait_for(lambda: el.status()["apps"][0]["pending_actions"] == 1, what="the action pending for the app")
+    app = App(el.app_port())
+    assert app.read_line() == {"action_id": "w1", "name": "reboot", "payload": "hold me"}
+    app.status("w1", "Completed", 100)
+    wait_states(sub, "w1", ["Received", "Completed"])
+    info = el.status()["apps"][0]
+    assert (info["pending_actions"], info["actions_delivered"]) == (0, 1)
+    assert action_counters(el)["timed_out"] == 0
+
+
+def test_action_for_absent_app_times_out_and_is_not_delivered_later(make_edgelink, broker, sub):
+    """If the app never connects before the deadline the action fails, and a later connection does not receive it."""
+    el = make_edgelink(tcpapps={"app": app_with(timeout=1)})
+    wait_online(sub)
+    send_actions(broker.port, action_msg("gone"))
+    got = wait_states(sub, "gone", ["Received", "Failed"], timeout=5)
+    assert got[1]["errors"] == ["Action timed out"]
+    assert el.status()["apps"][0]["pending_actions"] == 0
+    app = App(el.app_port())
+    wait_for(lambda: el.status()["apps"][0]["connected"], what="app connected")
+    assert app.read_line(timeout=0.5) is None
+    assert el.status()["apps"][0]["actions_delivered"] == 0
+
+
+def test_app_disconnecting_mid_action_leads_to_timeout(make_edgelink, broker, sub):
+    """An app that receives an action and disconnects without answering gets the action Failed by timeout; a new connection does not get it again."""
+    el = make_edgelink(tcpapps={"app": app_with(timeout=1)})
+    wait_online(sub)
+    app = App(el.app_port())
+    send_actions(broker.port, action_msg("d1"))
+    assert app.read_line()["action_id"] == "d1"
+    app.close()
+    wait_for(lambda: not el.status()["apps"][0]["connected"], what="app disconnected")
+    app2 = App(el.app_port())
+    got = wait_states(sub, "d1", ["Received", "Failed"], timeout=5)
+    assert got[1]["errors"] == ["Action timed out"]
+    assert app2.read_line(timeout=0.3) is None
+    assert action_counters(el)["timed_out"] == 1
+
+
+def test_redelivered_in_flight_action_is_not_dispatched_twice(make_edgelink, broker, sub):
+    """A second delivery of an action id that is still in flight is ignored and counted; after it finished the id may run again."""
+    el = make_edgelink()
+    wait_online(sub)
+    app = App(el.app_port())
+    send_actions(broker.port, *[action_msg("dup"), action_msg("dup", id_key="id")])
+    assert app.read_line() == {"action_id": "dup", "name": "reboot", "payload": "{}"}
+    wait_for(lambda: action_counters(el)["duplicates"] == 1, what="the redelivery counted")
+    assert app.read_line(timeout=0.3) is None
+    assert states_of(sub, "dup") == ["Received"]
+    app.status("dup", "Completed", 100)
+    wait_states(sub, "dup", ["Received", "Completed"])
+    # Finished: the same id is a new action now (the cloud retried).
+    send_actions(broker.port, action_msg("dup", payload="again"))
+    assert app.read_line() == {"action_id": "dup", "name": "reboot", "payload": "again"}
+    wait_states(sub, "dup", ["Received", "Completed", "Received"])
+    c = action_counters(el)
+    assert (c["received"], c["duplicates"]) == (2, 1)
+
+
+def test_id_alias_in_action_message(make_edgelink, broker, sub):
+    """An action that names its id `id` reaches the app as `action_id`."""
+    el = make_edgelink()
+    wait_online(sub)
+    app = App(el.app_port())
+    send_actions(broker.port, json.dumps({"id": "alias-7", "name": "reboot", "payload": "p"}))
+    assert app.read_line() == {"action_id": "alias-7", "name": "reboot", "payload": "p"}
+    wait_states(sub, "alias-7", ["Received"])
+
+
+def test_invalid_actions_are_counted_and_daemon_keeps_working(make_edgelink, broker, sub):
+    """Malformed actions publish nothing without an id, Failed "Invalid action: ..." with one, and later actions still work."""
+    el = make_edgelink()
+    wait_online(sub)
+    app = App(el.app_port())
+    send_actions(broker.port, *[
+        b"this is not json",
+        b'{"action_id": "x", "name": ',            # truncated JSON
+        b'["action_id", "name"]',                  # not an object
+        json.dumps({"name": "reboot", "payload": "{}"}),  # no id
+        b"\xff\xfe{}",                             # not UTF-8
+        json.dumps({"action_id": "noname", "payload": "{}"}),  # id but no name
+        json.dumps({"action_id": "badname", "name": 5}),      # name not a string
+    ])
+    wait_for(lambda: action_counters(el)["invalid"] == 7, what="seven invalid actions counted")
+    got = wait_states(sub, "noname", ["Failed"])
+    assert got[0]["errors"] == ["Invalid action: no name"]
+    got = wait_states(sub, "badname", ["Failed"])
+    assert len(got[0]["errors"]) == 1 and got[0]["errors"][0].startswith("Invalid action: ")
+    # Valid action afterwards still routed; nothing else was published or delivered.
+    send_actions(broker.port, action_msg("ok-after"))
+    assert app.read_line() == {"action_id": "ok-after", "name": "reboot", "payload": "{}"}
+    wait_states(sub, "ok-after", ["Received"])
+    assert sorted(s["action_id"] for s in sub.statuses()) == ["badname", "noname", "ok-after"]
+    assert app.read_line(timeout=0.2) is None
+    c = action_counters(el)
+    assert (c["received"], c["unknown_name"]) == (1, 0)
+    el.wait_log("invalid action")
+
+
+def test_huge_action_is_invalid_and_not_delivered(make_edgelink, broker, sub):
+    """An action message over 1 MiB is refused as invalid, reaches no app, and the daemon keeps running."""
+    el = make_edgelink()
+    wait_online(sub)
+    app = App(el.app_port())
+    huge = json.dumps({"action_id": "huge", "name": "reboot", "payload": "x" * (1 << 20)})
+    send_actions(broker.port, huge)
+    wait_for(lambda: action_counters(el)["invalid"] == 1, what="the huge action counted as invalid")
+    assert el.proc.poll() is None
+    assert app.read_line(timeout=0.3) is None
+    assert statuses_for(sub, "huge") == []
+    send_actions(broker.port, action_msg("small"))
+    assert app.read_line()["action_id"] == "small"
+    wait_states(sub, "small", ["Received"])
+
+
+def test_many_concurrent_actions_each_received_and_completed_once(make_edgelink, broker, sub):
+    """200 actions in flight at once each get exactly one Received and one Completed, with increasing sequences."""
+    n = 200
+    el = make_edgelink()
+    wait_online(sub)
+    app = App(el.app_port())
+    ids = [f"m{i}" for i in range(n)]
+    send_actions(broker.port, *[action_msg(i, payload=f"p{i}") for i in ids])
+    lines = []
+    for _ in ids:
+        line = app.read_line(timeout=5)
+        assert line is not None, f"only {len(lines)} of {n} actions reached the app"
+        lines.append(line)
+    assert lines == [{"action_id": i, "name": "reboot", "payload": f"p{i}"} for i in ids]
+    assert action_counters(el)["in_flight"] == n
+    app.send_raw(b"".join(
+        json.dumps({"stream": "action_status", "sequence": k + 1, "timestamp": 1700000000000 + k,
+                    "action_id": i, "state": "Completed", "progress": 100}).encode() + b"\n"
+        for k, i in enumerate(ids)))
+    wait_for(lambda: len(sub.statuses()) >= 2 * n, what=f"{2 * n} statuses")
+    time.sleep(0.2)
+    statuses = sub.statuses()
+    assert len(statuses) == 2 * n
+    for i in ids:
+        assert [s["state"] for s in statuses if s["action_id"] == i] == ["Received", "Completed"]
+    seqs = [s["sequence"] for s in statuses]
+    assert seqs == sorted(seqs) and len(set(seqs)) == 2 * n
+    c = action_counters(el)
+    assert (c["received"], c["completed"], c["in_flight"], c["duplicates"]) == (n, n, 0, 0)
+
+
+@pytest.fixture
+def owned(workdir):
+    """Brokers, subscribers and edgelinks a test starts itself; all stopped at teardown."""
+    things = []
+    yield things
+    for t in reversed(things):
+        if hasattr(t, "kill"):
+            t.kill()
+        else:
+            t.close()
+
+
+def test_action_statuses_overtake_a_backlog_of_batches(workdir, owned):
+    """With 1000 batches queued behind a one-publish window, an action's Received and Completed go out ahead of most of them."""
+    n = 1000
+    broker = ConfiguredBroker(workdir, persistent=True).start()
+    owned.append(broker)
+    sub = DurableSubscriber(broker.port, client_id="overtake-sub")
+    owned.append(sub)
+    cfg = base_config(workdir, broker.port, streams={"imu": {"batch_size": 1, "flush_period": 1}})
+    cfg["broker"].update(max_inflight=1, reconnect_min=1, reconnect_max=1)
+    el = Edgelink(workdir, cfg)
+    owned.append(el)
+    el.start()
+    wait_for(lambda: el.status()["broker"]["state"] == "connected", what="edgelink connected")
+    app = App(el.app_port())
+
+    broker.stop()
+    wait_for(lambda: el.status()["broker"]["state"] != "connected", what="edgelink to notice the broker is gone")
+    app.send_raw(b"".join(json.dumps({"stream": "imu", "sequence": s, "timestamp": 1700000000000 + s}).encode()
+                          + b"\n" for s in range(1, n + 1)))
+    wait_for(lambda: el.status()["outbox"]["queued"] == n, what=f"{n} batches queued")
+    broker.start()
+    # Retained, so edgelink gets it as soon as it subscribes, while the backlog drains.
+    send_actions(broker.port, action_msg("urgent"), retain=True)
+    assert app.read_line()["action_id"] == "urgent"
+    app.status("urgent", "Completed", 100)
+
+    wait_for(lambda: len(sub.points("imu")) >= n, timeout=30, what=f"all {n} batches")
+    with sub.lock:
+        order = [(t, p) for (t, p, _) in sub.messages if t.endswith("/action/status") or "/events/imu/" in t]
+    assert sorted({json.loads(p)[0]["sequence"] for t, p in order if "/events/imu/" in t}) == list(range(1, n + 1))
+    position = {}
+    batches_seen = 0
+    for t, p in order:
+        if "/events/imu/" in t:
+            batches_seen += 1
+        else:
+            st = json.loads(p)[0]
+            position.setdefault(st["state"], batches_seen)
+    assert set(position) == {"Received", "Completed"}
+    assert position["Received"] < n // 10, f"Received after {position['Received']} of {n} batches"
+    assert position["Completed"] < n // 4, f"Completed after {position['Completed']} of {n} batches"
