@@ -422,7 +422,8 @@ def _port_open(port):
 
 class ConfiguredBroker(Broker):
     """A mosquitto with a config written here in full: a plain listener on `port`,
-    optionally a TLS listener on `tls_port` (tls = dict(cafile=, certfile=, keyfile=)),
+    optionally a TLS listener on `tls_port` (tls = dict(cafile=, certfile=, keyfile=, and
+    require_certificate=True to demand client certificates signed by cafile)),
     a password file with anonymous access off, and persistence (sessions of
     clean_session=False clients and their queued QoS 1 messages survive stop()/start())."""
 
@@ -443,6 +444,8 @@ class ConfiguredBroker(Broker):
         if self.tls:
             lines += [f"listener {self.tls_port} 127.0.0.1", f"cafile {self.tls['cafile']}",
                       f"certfile {self.tls['certfile']}", f"keyfile {self.tls['keyfile']}"]
+            if self.tls.get("require_certificate"):
+                lines.append("require_certificate true")
         if self.password_file:
             lines += ["allow_anonymous false", f"password_file {self.password_file}"]
         else:

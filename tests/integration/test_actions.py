@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from conftest import (TOPIC, App, ConfiguredBroker, DurableSubscriber, Edgelink, base_config, free_port, publish_many,
-                      wait_for, wait_online)
+from conftest import (TOPIC, App, ConfiguredBroker, DurableSubscriber, Edgelink, Subscriber, base_config, free_port,
+                      publish_many, wait_for, wait_online)
 
 ACTIONS = TOPIC + "/actions"
 STATUS_KEYS = ["sequence", "timestamp", "action_id", "state", "progress", "errors"]
@@ -335,7 +335,21 @@ def owned(workdir):
         if hasattr(t, "kill"):
             t.kill()
         else:
-            t.close()
+            close_fast(t)
+
+
+def close_fast(subscriber):
+    """Subscriber.close, but disconnecting first so the network thread ends at once."""
+    subscriber.client.disconnect()
+    subscriber.close()
+
+
+@pytest.fixture
+def sub(broker):
+    """conftest's `sub`, closed without waiting out paho's 1 s select timeout."""
+    s = Subscriber(broker.port)
+    yield s
+    close_fast(s)
 
 
 def test_action_statuses_overtake_a_backlog_of_batches(workdir, owned):
@@ -379,3 +393,33 @@ def test_action_statuses_overtake_a_backlog_of_batches(workdir, owned):
     assert set(position) == {"Received", "Completed"}
     assert position["Received"] < n // 10, f"Received after {position['Received']} of {n} batches"
     assert position["Completed"] < n // 4, f"Completed after {position['Completed']} of {n} batches"
+
+
+def test_redelivery_while_waiting_for_app_is_queued_once(make_edgelink, broker, sub):
+    """An action redelivered while it waits for its app to connect is delivered to the app only once."""
+    el = make_edgelink()
+    wait_online(sub)
+    send_actions(broker.port, action_msg("wait-dup"), action_msg("wait-dup"))
+    wait_for(lambda: action_counters(el)["duplicates"] == 1, what="the redelivery counted")
+    assert el.status()["apps"][0]["pending_actions"] == 1
+    app = App(el.app_port())
+    assert app.read_line() == {"action_id": "wait-dup", "name": "reboot", "payload": "{}"}
+    assert app.read_line(timeout=0.3) is None
+    assert states_of(sub, "wait-dup") == ["Received"]
+
+
+def test_custom_actions_and_status_topics(make_edgelink, broker, sub):
+    """actions_subscription and [streams.action_status] topic overrides move where actions are read and statuses published."""
+    el = make_edgelink(actions_subscription="/custom/{device_id}/cmd",
+                       streams={"action_status": {"topic": "/custom/{tenant_id}/{device_id}/st"}})
+    wait_online(sub)
+    app = App(el.app_port())
+    send_actions(broker.port, action_msg("ignored"))  # the default topic is no longer read
+    publish_many(broker.port, "/custom/gw-001/cmd", [action_msg("custom")])
+    assert app.read_line() == {"action_id": "custom", "name": "reboot", "payload": "{}"}
+    app.status("custom", "Completed", 100)
+    wait_for(lambda: len(sub.on("/custom/demo/gw-001/st")) == 2, what="two statuses on the custom topic")
+    assert [json.loads(p)[0]["state"] for _, p in sub.on("/custom/demo/gw-001/st")] == ["Received", "Completed"]
+    assert sub.statuses() == []  # nothing on the default status topic
+    assert app.read_line(timeout=0.2) is None
+    assert action_counters(el)["received"] == 1
