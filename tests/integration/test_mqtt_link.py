@@ -241,6 +241,7 @@ def test_credentials_accepted(workdir, owned, how):
         app.point("imu", s)
     wait_for(lambda: len(sub.points("imu")) == 10, what="a batch through the authenticated link")
     assert link(el)["connect_failures"] == 0
+    assert "s3cret" not in el.log_text() + json.dumps(el.status()), "the password must not be logged or shown"
 
 
 @pytest.mark.parametrize("creds", [{"username": "gw", "password": "wrong"}, {"username": "nobody", "password": "s3cret"},
@@ -254,6 +255,8 @@ def test_bad_credentials_refused_and_counted(workdir, owned, creds):
     assert b["state"] != "connected" and b["connects"] == 0 and b["last_error"]
     el.wait_log("cannot connect to tcp://127.0.0.1:")
     assert el.proc.poll() is None
+    if creds.get("password"):
+        assert creds["password"] not in el.log_text() + json.dumps(el.status())
 
 
 # --- TLS ---------------------------------------------------------------------------
