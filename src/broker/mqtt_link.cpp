@@ -26,6 +26,21 @@ uint64_t unpack_generation(void* p) { return static_cast<uint64_t>(reinterpret_c
 uint64_t unpack_id(void* p) {
   return static_cast<uint64_t>(reinterpret_cast<uintptr_t>(p)) & ((uint64_t{1} << kIdBits) - 1);
 }
+// Paho's connect failure codes: 1..5 are the broker's CONNACK refusals (MQTT 3.1.1
+// section 3.2.2.3); negative ones are Paho's own (TCP or TLS never got that far).
+std::string connect_error(int rc) {
+  switch (rc) {
+    case 1: return "refused by the broker: unacceptable protocol version";
+    case 2: return "refused by the broker: client id rejected";
+    case 3: return "refused by the broker: server unavailable";
+    case 4: return "refused by the broker: bad user name or password";
+    case 5: return "refused by the broker: not authorized";
+    case MQTTASYNC_FAILURE:
+      return "TCP connection or TLS handshake failed (broker unreachable, or certificate not trusted / host name "
+             "mismatch)";
+    default: return "connect failed (Paho return code " + std::to_string(rc) + ")";
+  }
+}
 }  // namespace
 
 // Paho action listeners; they run on Paho's threads and only post into the loop.
@@ -48,7 +63,7 @@ MqttLink::MqttLink(asio::io_context& io, const Config& config, Outbox& outbox, C
   };
   Post post = post_;
   listener_->connect.fn = [post](const mqtt::token& t, bool ok) {
-    std::string error = ok ? "" : "connect failed (Paho return code " + std::to_string(t.get_return_code()) + ")";
+    std::string error = ok ? "" : connect_error(t.get_return_code());
     post([ok, error](MqttLink& self) { self.on_connect_result(ok, error); });
   };
   listener_->publish.fn = [post](const mqtt::token& t, bool ok) {
