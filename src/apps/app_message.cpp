@@ -83,21 +83,6 @@ Key classify_escaped(std::string_view raw) {
   return classify(std::string_view(buf, n));
 }
 
-// A number token that is a plain unsigned integer (no sign, fraction or exponent) no
-// larger than `max`.
-bool parse_unsigned(std::string_view token, uint64_t max, uint64_t& out) {
-  if (token.empty() || token.size() > 20) return false;
-  uint64_t v = 0;
-  for (const char ch : token) {
-    if (!is_digit(static_cast<unsigned char>(ch))) return false;
-    const uint64_t d = static_cast<uint64_t>(ch - '0');
-    if (v > (max - d) / 10) return false;
-    v = v * 10 + d;
-  }
-  out = v;
-  return true;
-}
-
 AppError error(AppErrorCode code, std::string field, std::string message) {
   return AppError{code, std::move(field), std::move(message)};
 }
@@ -284,7 +269,7 @@ AppMessage parse_app_line(std::string_view line) {
           have_stream = true;
           bool escaped = false;
           const bool is_string = s.peek() == '"';
-          if (!(is_string ? s.string(escaped) : s.value(1))) return bad_json(begin, s.p_);
+          if (!(is_string ? s.string(escaped) : s.member_value(1))) return bad_json(begin, s.p_);
           const std::string_view v(value_begin + 1, is_string ? static_cast<size_t>(s.p_ - value_begin - 2) : 0);
           bool ok = is_string && !escaped && !v.empty() && v.size() <= kMaxStreamBytes;
           for (size_t i = 0; ok && i < v.size(); ++i) ok = kStreamChar[static_cast<unsigned char>(v[i])];
@@ -301,12 +286,15 @@ AppMessage parse_app_line(std::string_view line) {
           bool& have = seq ? have_sequence : have_timestamp;
           if (have) fail(AppErrorCode::BadField, seq ? "sequence" : "timestamp", "duplicate key");
           have = true;
-          const int c = s.peek();
-          const bool is_number = c == '-' || (c >= '0' && c <= '9');
-          if (!(is_number ? s.number() : s.value(1))) return bad_json(begin, s.p_);
+          // The value is read while it is validated: a plain unsigned integer or a BadField.
           uint64_t v = 0;
-          const std::string_view token(value_begin, static_cast<size_t>(s.p_ - value_begin));
-          if (!is_number || !parse_unsigned(token, seq ? UINT32_MAX : UINT64_MAX, v)) {
+          bool is_uint = false;
+          if (is_digit(static_cast<unsigned char>(s.peek()))) {
+            if (!s.unsigned_number(v, is_uint)) return bad_json(begin, s.p_);
+          } else if (!s.member_value(1)) {
+            return bad_json(begin, s.p_);
+          }
+          if (!is_uint || (seq && v > UINT32_MAX)) {
             fail(AppErrorCode::BadField, seq ? "sequence" : "timestamp", seq ? kSequenceMessage : kTimestampMessage);
           } else if (seq) {
             point.sequence = static_cast<uint32_t>(v);
@@ -319,7 +307,7 @@ AppMessage parse_app_line(std::string_view line) {
           have_edgelink = true;
           [[fallthrough]];
         case Key::Other:
-          if (!s.value(1)) return bad_json(begin, s.p_);
+          if (!s.member_value(1)) return bad_json(begin, s.p_);
           break;
       }
 

@@ -372,3 +372,64 @@ TEST_CASE("string scanning finds special bytes at every offset of long strings")
     }
   }
 }
+
+TEST_CASE("sequence and timestamp of every length, wherever the line ends") {
+  // Digits are read eight at a time, and the input's last eight bytes are read specially:
+  // try every digit count both mid-line and as the last token, in exactly sized buffers.
+  for (size_t digits = 1; digits <= 24; ++digits) {
+    for (const char first : {'1', '9'}) {
+      std::string number(digits, '0');
+      number[0] = first;
+      for (size_t i = 1; i < digits; ++i) number[i] = static_cast<char>('0' + (i * 7 + digits) % 10);
+      // What the old per-digit reader accepted: at most 20 digits and at most UINT64_MAX.
+      uint64_t expected = 0;
+      bool fits = digits <= 20;
+      for (size_t i = 0; fits && i < digits; ++i) {
+        const auto d = static_cast<uint64_t>(number[i] - '0');
+        fits = expected <= (UINT64_MAX - d) / 10;
+        expected = expected * 10 + d;
+      }
+      for (const std::string suffix : {"", ".5", "e3", " "}) {
+        for (const bool last : {false, true}) {
+          const std::string ts = number + suffix;
+          const std::string text = last ? "{\"stream\":\"s\",\"sequence\":1,\"timestamp\":" + ts + "}"
+                                        : "{\"timestamp\":" + ts + ",\"stream\":\"s\",\"sequence\":1}";
+          const std::vector<char> exact(text.begin(), text.end());
+          const std::string_view line(exact.data(), exact.size());
+          INFO(text);
+          if (fits && (suffix.empty() || suffix == " ")) {
+            CHECK(as_point(parse_app_line(line)).timestamp == expected);
+          } else {
+            check_error(line, AppErrorCode::BadField, "timestamp");
+          }
+          const std::string seq_text = "{\"stream\":\"s\",\"timestamp\":1,\"sequence\":" + ts + "}";
+          const std::vector<char> seq_exact(seq_text.begin(), seq_text.end());
+          const std::string_view seq_line(seq_exact.data(), seq_exact.size());
+          if (fits && expected <= UINT32_MAX && (suffix.empty() || suffix == " ")) {
+            CHECK(as_point(parse_app_line(seq_line)).sequence == expected);
+          } else {
+            check_error(seq_line, AppErrorCode::BadField, "sequence");
+          }
+        }
+      }
+    }
+  }
+  // Broken numbers stay BadJson however long their digit run.
+  for (size_t digits = 0; digits <= 17; ++digits) {
+    const std::string ones(digits, '1');
+    for (const std::string& bad : {"0" + ones + "1", "1" + ones + ".", "1" + ones + "e", "1" + ones + "x"}) {
+      check_error("{\"stream\":\"s\",\"sequence\":1,\"timestamp\":" + bad + "}", AppErrorCode::BadJson, "");
+      CHECK_FALSE(is_valid_json(bad));
+    }
+  }
+}
+
+TEST_CASE("short inputs and strings that end the input are scanned within bounds") {
+  // Exactly sized buffers of under eight bytes take the scanner's partial-load path.
+  for (const char* text : {"\"", "\"a", "\"ab\"", "\"abcdef\"", "[\"a\"]", "1", "12345", "-0.5", "{}", "{\"a\":1}"}) {
+    const std::string s(text);
+    const std::vector<char> exact(s.begin(), s.end());
+    INFO(text);
+    CHECK(is_valid_json(std::string_view(exact.data(), exact.size())) == (s != "\"" && s != "\"a"));
+  }
+}
