@@ -83,17 +83,26 @@ class Broker:
 
 
 class Subscriber:
-    """Collects every message on the given topic filters (QoS 1)."""
+    """Collects every message on the given topic filters (QoS 1). With clean_session=False
+    and a fixed client id it also reconnects quickly, so against a persistent broker it
+    misses nothing across broker restarts."""
 
-    def __init__(self, port, topics=("#",), client_id=None, clean_session=True):
+    def __init__(self, port, topics=("#",), client_id=None, clean_session=True, username=None, password=None):
         self.messages = []  # (topic, payload bytes, retain)
         self.lock = threading.Lock()
         self.connected = threading.Event()
         self.client = mqtt.Client(client_id=client_id or f"sub-{os.getpid()}-{id(self)}",
                                   clean_session=clean_session)
         self.topics = topics
+        if not clean_session:
+            self.client.reconnect_delay_set(0.1, 0.5)
+            self.client.max_inflight_messages_set(1000)
+        if username is not None:
+            self.client.username_pw_set(username, password)
 
         def on_connect(client, userdata, flags, rc):
+            if rc != 0:
+                return
             for t in self.topics:
                 client.subscribe(t, qos=1)
             self.connected.set()
@@ -124,8 +133,8 @@ class Subscriber:
         return [p for arr in self.json_on(f"/events/{stream}/jsonarray") for p in arr]
 
     def close(self):
+        self.client.disconnect()  # first, so loop_stop need not wait out a select timeout
         self.client.loop_stop()
-        self.client.disconnect()
 
 
 def publish(port, topic, payload, qos=1, retain=False):
@@ -470,42 +479,11 @@ class ConfiguredBroker(Broker):
 
 
 class DurableSubscriber(Subscriber):
-    """A Subscriber with a fixed client id and clean_session=False that reconnects within
-    a second, so against a persistent broker it misses nothing across broker restarts.
-    Also takes credentials."""
+    """A Subscriber with a fixed client id and clean_session=False (see Subscriber)."""
 
     def __init__(self, port, topics=("#",), client_id=None, username=None, password=None):
-        self.messages = []
-        self.lock = threading.Lock()
-        self.connected = threading.Event()
-        self.topics = topics
-        self.client = mqtt.Client(client_id=client_id or f"durable-{os.getpid()}-{id(self)}", clean_session=False)
-        self.client.reconnect_delay_set(0.1, 0.5)
-        self.client.max_inflight_messages_set(1000)
-        if username is not None:
-            self.client.username_pw_set(username, password)
-
-        def on_connect(client, userdata, flags, rc):
-            if rc != 0:
-                return
-            for t in self.topics:
-                client.subscribe(t, qos=1)
-            self.connected.set()
-
-        def on_message(client, userdata, msg):
-            with self.lock:
-                self.messages.append((msg.topic, msg.payload, msg.retain))
-
-        self.client.on_connect = on_connect
-        self.client.on_message = on_message
-        self.client.connect("127.0.0.1", port)
-        self.client.loop_start()
-        assert self.connected.wait(10), "subscriber could not connect"
-        time.sleep(0.1)  # let the SUBACK arrive before the test starts publishing
-
-    def close(self):
-        self.client.disconnect()  # first, so loop_stop need not wait out a select timeout
-        self.client.loop_stop()
+        super().__init__(port, topics, client_id or f"durable-{os.getpid()}-{id(self)}", clean_session=False,
+                         username=username, password=password)
 
 
 def wait_online(sub, timeout=10.0):

@@ -252,7 +252,9 @@ def test_bad_credentials_refused_and_counted(workdir, owned, creds):
     el = start_edgelink(workdir, owned, broker.port, broker=creds)
     wait_for(lambda: link(el)["connect_failures"] >= 2, what="repeated connect failures")
     b = link(el)
-    assert b["state"] != "connected" and b["connects"] == 0 and b["last_error"]
+    assert b["state"] != "connected" and b["connects"] == 0
+    # the broker's CONNACK refusal is named, not a bare return code
+    assert b["last_error"].startswith("refused by the broker: "), b["last_error"]
     el.wait_log("cannot connect to tcp://127.0.0.1:")
     assert el.proc.poll() is None
     if creds.get("password"):
@@ -315,6 +317,7 @@ def test_tls_verification_refuses_untrusted_broker(workdir, owned, pki, case):
     wait_for(lambda: link(el)["connect_failures"] >= 2, what="TLS connect failures")
     b = link(el)
     assert b["state"] != "connected" and b["connects"] == 0
+    assert "TLS handshake failed" in b["last_error"], b["last_error"]
     assert el.status()["outbox"]["queued"] == 1
     assert sub.messages == []
     el.wait_log(f"cannot connect to ssl://localhost:{broker.tls_port}")
