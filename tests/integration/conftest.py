@@ -257,9 +257,9 @@ class Edgelink:
         with open(self.path, "w") as f:
             f.write(to_toml(config))
 
-    def start(self, wait_apps=True):
+    def start(self, wait_apps=True, env=None):
         self.proc = subprocess.Popen([EDGELINK_BIN, "run", "-c", self.path], stdout=open(self.log, "ab"),
-                                     stderr=subprocess.STDOUT)
+                                     stderr=subprocess.STDOUT, env=env)
         if wait_apps:
             for app in self.config.get("tcpapps", {}).values():
                 wait_port(app["port"])
