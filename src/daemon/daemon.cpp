@@ -32,8 +32,12 @@ Daemon::Daemon(asio::io_context& io, Config config)
             }),
       status_server_(io, [this] { return status_json(); }),
       signals_(io, SIGTERM, SIGINT, SIGHUP),
-      flush_timer_(io),
-      action_timer_(io),
+      flush_timer_(io,
+                   [this] {
+                     batcher_.flush_due(SteadyClock::now());
+                     flush_timer_.arm(batcher_.next_deadline());
+                   }),
+      action_timer_(io, [this] { expire_actions(); }),
       watchdog_timer_(io),
       stats_timer_(io),
       shutdown_timer_(io) {}
@@ -69,7 +73,7 @@ std::vector<std::string> Daemon::start() {
 
 bool Daemon::on_point(const std::string&, const DataPoint& point) {
   if (!batcher_.add(point)) return false;
-  if (batcher_.take_opened()) arm_flush_timer();
+  if (batcher_.take_opened()) flush_timer_.arm(batcher_.next_deadline());
   return true;
 }
 
@@ -82,19 +86,6 @@ void Daemon::on_batch(Batch&& batch) {
   e.priority = batch.priority;
   outbox_.push(std::move(e));
   link_.pump();
-}
-
-void Daemon::arm_flush_timer() {
-  auto deadline = batcher_.next_deadline();
-  if (!deadline || (flush_armed_ && *flush_armed_ <= *deadline)) return;
-  flush_armed_ = deadline;
-  flush_timer_.expires_at(*deadline);
-  flush_timer_.async_wait([this](asio::error_code ec) {
-    if (ec) return;
-    flush_armed_.reset();
-    batcher_.flush_due(SteadyClock::now());
-    arm_flush_timer();
-  });
 }
 
 void Daemon::on_acked() {
@@ -142,25 +133,17 @@ void Daemon::on_action_message(const std::string& payload) {
   log::info(kLog, "action ", action.id, " (", action.name, ") -> ", route->app);
   emit_status(action.id, "Received", 0, {});
   app_server_.deliver_action(route->app, action.id, action_line(action));
-  arm_action_timer();
+  action_timer_.arm(tracker_.next_deadline());
 }
 
-void Daemon::arm_action_timer() {
-  auto deadline = tracker_.next_deadline();
-  if (!deadline || (action_armed_ && *action_armed_ <= *deadline)) return;
-  action_armed_ = deadline;
-  action_timer_.expires_at(*deadline);
-  action_timer_.async_wait([this](asio::error_code ec) {
-    if (ec) return;
-    action_armed_.reset();
-    for (const TrackedAction& a : tracker_.expire(SteadyClock::now())) {
-      ++action_counters_.timed_out;
-      log::warn(kLog, "action ", a.id, " (", a.name, ") timed out");
-      app_server_.cancel_action(a.app, a.id);
-      emit_status(a.id, "Failed", 100, {"Action timed out"});
-    }
-    arm_action_timer();
-  });
+void Daemon::expire_actions() {
+  for (const TrackedAction& a : tracker_.expire(SteadyClock::now())) {
+    ++action_counters_.timed_out;
+    log::warn(kLog, "action ", a.id, " (", a.name, ") timed out");
+    app_server_.cancel_action(a.app, a.id);
+    emit_status(a.id, "Failed", 100, {"Action timed out"});
+  }
+  action_timer_.arm(tracker_.next_deadline());
 }
 
 void Daemon::on_status(const std::string& app, ActionStatus&& status) {
@@ -237,7 +220,8 @@ void Daemon::reload() {
   link_.reconfigure(next);
   next.persistence_path = config_.persistence_path;
   config_ = std::move(next);
-  arm_flush_timer();
+  flush_timer_.arm(batcher_.next_deadline());
+  app_server_.resume();  // a larger memory budget may have lifted back-pressure
   log::info(kLog, "configuration reloaded");
   notify_systemd("READY=1");
 }

@@ -20,6 +20,7 @@
 #include "edgelink/daemon/status_server.hpp"
 #include "edgelink/outbox/outbox.hpp"
 #include "edgelink/streams/stream_batcher.hpp"
+#include "edgelink/util/deadline_timer.hpp"
 #include "edgelink/util/log.hpp"
 
 namespace edgelink {
@@ -47,8 +48,7 @@ class Daemon : public AppSink {
   void on_action_message(const std::string& payload);
   void emit_status(const std::string& action_id, std::string_view state, int progress,
                    const std::vector<std::string>& errors, std::optional<uint64_t> timestamp_ms = {});
-  void arm_flush_timer();
-  void arm_action_timer();
+  void expire_actions();
   void on_acked();
   void wait_for_drain();
   void wait_for_signal();
@@ -67,8 +67,8 @@ class Daemon : public AppSink {
   MqttLink link_;
   StatusServer status_server_;
   asio::signal_set signals_;
-  asio::steady_timer flush_timer_, action_timer_, watchdog_timer_, stats_timer_, shutdown_timer_;
-  std::optional<TimePoint> flush_armed_, action_armed_;
+  DeadlineTimer flush_timer_, action_timer_;
+  asio::steady_timer watchdog_timer_, stats_timer_, shutdown_timer_;
   TimePoint shutdown_deadline_{};
   std::chrono::microseconds watchdog_interval_{0};
   uint32_t status_sequence_ = 0;
