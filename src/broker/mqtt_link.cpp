@@ -103,6 +103,9 @@ MqttLink::~MqttLink() {
     } catch (const std::exception&) {
     }
   }
+  // Paho fails pending tokens from inside MQTTAsync_destroy, calling our listeners
+  // synchronously: the client must go while the listeners still exist.
+  client_.reset();
 }
 
 std::string MqttLink::server_uri() const {

@@ -9,7 +9,7 @@ import time
 import pytest
 
 from conftest import (TOPIC, App, ConfiguredBroker, DurableSubscriber, Edgelink, Subscriber, base_config, free_port,
-                      publish_many, wait_for)
+                      publish_many, wait_for, wait_online)
 from tls_certs import make_pki
 
 PRESENCE = TOPIC + "/presence"
@@ -392,3 +392,18 @@ def test_tls_client_certificate(workdir, owned, pki, with_cert):
         b = link(el)
         assert b["state"] != "connected" and b["connects"] == 0
         assert sub.messages == []
+
+
+def test_sigterm_while_the_broker_dies_still_exits(make_edgelink, broker, sub):
+    """SIGTERM with the broker killed during the goodbye: edgelink still exits 0 within a few seconds."""
+    for _ in range(3):
+        el = make_edgelink()
+        wait_online(sub)
+        el.signal(signal.SIGTERM)
+        broker.kill()
+        started = time.monotonic()
+        assert el.proc.wait(15) == 0
+        assert time.monotonic() - started < 10
+        broker.start()
+        sub.client.reconnect()
+        sub.messages.clear()
