@@ -1,5 +1,7 @@
 #include "edgelink/actions/action_router.hpp"
 
+#include "edgelink/apps/app_message.hpp"
+
 #include <rapidjson/document.h>
 #include <rapidjson/error/en.h>
 #include <rapidjson/stringbuffer.h>
@@ -37,6 +39,10 @@ std::variant<CloudAction, InvalidAction> parse_action(std::string_view message) 
     return InvalidAction{"", std::string("not JSON (") + rapidjson::GetParseError_En(doc.GetParseError()) +
                                  " at offset " + std::to_string(doc.GetErrorOffset()) + ")"};
   if (!doc.IsObject()) return InvalidAction{"", "not a JSON object"};
+  // RapidJSON decodes a lone surrogate escape ("\udc00") into bytes that are not
+  // UTF-8 and would pass them on to the app; the strict scanner refuses them.
+  if (!is_valid_json(message))
+    return InvalidAction{"", "not valid JSON text (a lone surrogate escape, or nested more than 64 deep)"};
 
   CloudAction action;
   auto id_it = doc.FindMember("action_id");

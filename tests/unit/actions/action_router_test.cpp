@@ -42,6 +42,9 @@ TEST_CASE("parse_action rejects bad input with a reason, and the id when it coul
   std::string huge = R"({"action_id":"1","name":"x","payload":")" + std::string(kMaxActionBytes, 'a') + "\"}";
   CHECK(std::get<InvalidAction>(parse_action(huge)).why.find("limit") != std::string::npos);
   CHECK(std::holds_alternative<InvalidAction>(parse_action("{\"action_id\":\"\xff\",\"name\":\"x\"}")));
+  // A lone surrogate escape would reach the app as bytes that are not UTF-8.
+  CHECK(std::holds_alternative<InvalidAction>(parse_action(R"({"action_id":"1","name":"x","payload":"\ude8d"})")));
+  CHECK(std::holds_alternative<CloudAction>(parse_action(R"({"action_id":"1","name":"x","payload":"\ud83d\ude00"})")));
 }
 
 TEST_CASE("action_line is the uplink shape, one line, escapes preserved") {
