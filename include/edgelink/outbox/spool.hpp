@@ -18,7 +18,8 @@
 //
 // Acks survive a restart through the ack log: ack(id) appends one entry to the log of
 // the record's segment; when the last live record of a segment is acked the segment and
-// its log are unlinked instead. Recovery replays a segment's records minus the ids in
+// its log are unlinked instead (the open segment too: the next append starts a new
+// one). Recovery replays a segment's records minus the ids in
 // its log. An ack lost in a crash (written but not yet synced) only replays a batch
 // that the broker already has: a duplicate, which QoS 1 allows; a record lost is not.
 // A torn ack entry is skipped (entries are found by magic and CRC, not by position).
@@ -26,6 +27,12 @@
 // Durability is the caller's: append() and ack() write (no fsync); sync() fsyncs every
 // file written since the last sync, and the directory when files were created or
 // removed. The [spool] fsync policy (batch / interval / never) decides when to call it.
+// File descriptors: the directory, one per open segment (one per priority in use), one
+// per segment with an ack log, one cached for read(); sealed segments are closed.
+//
+// Budget: bytes() is the size of every segment and ack log. append() evicts until the
+// record fits under max_bytes; an ack log entry (16 bytes) can take bytes() a little
+// over it, which the next append() settles.
 //
 // Recovery (open()) scans the segments in order: records are checked one by one;
 // a corrupt record is skipped and counted (the rest of the segment is kept), and a

@@ -529,3 +529,26 @@ TEST_CASE("an fsync error is returned and counted; the data stays dirty for the 
   CHECK_FALSE(s.sync());
   CHECK(s.counters().syncs == 2);
 }
+
+TEST_CASE("no file descriptor outlives its use: sealed segments are closed, the store closes the rest") {
+  auto open_fds = [] {
+    size_t n = 0;
+    for ([[maybe_unused]] const auto& e : fs::directory_iterator("/proc/self/fd")) ++n;
+    return n;
+  };
+  TempDir dir;
+  const size_t before = open_fds();
+  {
+    const uint64_t record = spool_record_size(rec("imu").view());
+    SpoolStore s(options(dir, 1 << 20, spool_header_size(kIdentity) + record));  // one record per segment
+    REQUIRE_FALSE(s.open());
+    std::vector<uint64_t> ids;
+    for (int i = 0; i < 50; ++i) ids.push_back(put(s, rec("imu")));
+    CHECK(open_fds() <= before + 3);  // the directory, the open segment, a sealed one not yet synced
+    SpoolRecord out;
+    for (uint64_t id : ids) REQUIRE_FALSE(s.read(id, out));
+    REQUIRE_FALSE(s.sync());
+    CHECK(open_fds() <= before + 3);  // + the cached read descriptor
+  }
+  CHECK(open_fds() == before);
+}
