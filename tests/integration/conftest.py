@@ -339,6 +339,18 @@ def sub(broker):
 
 
 @pytest.fixture
+def owned(workdir):
+    """Brokers, subscribers and edgelinks a test starts itself; all stopped at teardown."""
+    things = []
+    yield things
+    for t in reversed(things):
+        if hasattr(t, "kill"):
+            t.kill()
+        else:
+            t.close()
+
+
+@pytest.fixture
 def make_edgelink(workdir, broker):
     """make_edgelink(**config overrides) -> started Edgelink; killed at teardown."""
     started = []

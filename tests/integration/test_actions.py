@@ -326,30 +326,6 @@ def test_many_concurrent_actions_each_received_and_completed_once(make_edgelink,
     assert (c["received"], c["completed"], c["in_flight"], c["duplicates"]) == (n, n, 0, 0)
 
 
-@pytest.fixture
-def owned(workdir):
-    """Brokers, subscribers and edgelinks a test starts itself; all stopped at teardown."""
-    things = []
-    yield things
-    for t in reversed(things):
-        if hasattr(t, "kill"):
-            t.kill()
-        else:
-            close_fast(t)
-
-
-def close_fast(subscriber):
-    """Subscriber.close, but disconnecting first so the network thread ends at once."""
-    subscriber.client.disconnect()
-    subscriber.close()
-
-
-@pytest.fixture
-def sub(broker):
-    """conftest's `sub`, closed without waiting out paho's 1 s select timeout."""
-    s = Subscriber(broker.port)
-    yield s
-    close_fast(s)
 
 
 def test_action_statuses_overtake_a_backlog_of_batches(workdir, owned):

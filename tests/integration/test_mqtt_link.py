@@ -15,30 +15,6 @@ from tls_certs import make_pki
 PRESENCE = TOPIC + "/presence"
 
 
-@pytest.fixture
-def owned():
-    """Brokers, subscribers and edgelinks a test starts itself; all stopped at teardown."""
-    things = []
-    yield things
-    for t in reversed(things):
-        if hasattr(t, "kill"):
-            t.kill()
-        else:
-            close_fast(t)
-
-
-def close_fast(subscriber):
-    """Subscriber.close, but disconnecting first so the network thread ends at once."""
-    subscriber.client.disconnect()
-    subscriber.close()
-
-
-@pytest.fixture
-def sub(broker):
-    """conftest's `sub`, closed without waiting out paho's 1 s select timeout."""
-    s = Subscriber(broker.port)
-    yield s
-    close_fast(s)
 
 
 def start_edgelink(workdir, owned, port, broker=None, **overrides):
@@ -163,7 +139,7 @@ def test_presence_online_retained_and_last_will_on_sigkill(make_edgelink, broker
         wait_for(lambda: late.messages, what="retained presence")
         assert late.messages == [(PRESENCE, b"online", True)]
     finally:
-        close_fast(late)
+        late.close()
     el.proc.kill()
     el.proc.wait(5)
     t0 = time.monotonic()
@@ -175,7 +151,7 @@ def test_presence_online_retained_and_last_will_on_sigkill(make_edgelink, broker
         wait_for(lambda: after.messages, what="retained presence after the kill")
         assert after.messages == [(PRESENCE, b"offline", True)]
     finally:
-        close_fast(after)
+        after.close()
 
 
 def test_orderly_stop_publishes_retained_offline(make_edgelink, broker, sub):
@@ -205,7 +181,7 @@ def test_actions_reach_app_after_broker_restart(make_edgelink, broker):
         assert app.read_line() == {"action_id": "after", "name": "reboot", "payload": "{}"}
         wait_for(lambda: [s["state"] for s in sub.statuses()] == ["Received"], what="Received")
     finally:
-        close_fast(sub)
+        sub.close()
 
 
 # --- username / password ---------------------------------------------------------
