@@ -260,7 +260,8 @@ void MqttLink::pump() {
     const OutboxEntry* e = outbox_.next();
     if (!e) break;
     try {
-      client_->publish(e->topic, e->payload.data(), e->payload.size(), 1, e->retained,
+      // The message shares the Outbox's payload buffer: no copy on this side of Paho.
+      client_->publish(mqtt::message::create(e->topic, mqtt::binary_ref(e->payload), 1, e->retained),
                        pack(generation_, e->id), listener_->publish);
       ++counters_.published;
     } catch (const mqtt::exception& ex) {

@@ -80,7 +80,7 @@ bool Daemon::on_point(const std::string&, const DataPoint& point) {
 void Daemon::on_batch(Batch&& batch) {
   OutboxEntry e;
   e.topic = std::move(batch.topic);
-  e.payload = std::move(batch.payload);
+  e.payload = std::make_shared<const std::string>(std::move(batch.payload));
   e.stream = std::move(batch.stream);
   e.points = batch.points;
   e.priority = batch.priority;
@@ -97,7 +97,8 @@ void Daemon::emit_status(const std::string& action_id, std::string_view state, i
   const StreamConfig& sc = config_.streams.at(kActionStatusStream);
   OutboxEntry e;
   e.topic = expand_topic(sc.topic, config_, kActionStatusStream);
-  e.payload = status_payload(++status_sequence_, timestamp_ms.value_or(wall_ms()), action_id, state, progress, errors);
+  e.payload = std::make_shared<const std::string>(
+      status_payload(++status_sequence_, timestamp_ms.value_or(wall_ms()), action_id, state, progress, errors));
   e.stream = kActionStatusStream;
   e.points = 1;
   e.priority = kActionStatusPriority;

@@ -13,6 +13,7 @@
 #include <deque>
 #include <functional>
 #include <map>
+#include <memory>
 #include <string>
 
 namespace edgelink {
@@ -20,7 +21,9 @@ namespace edgelink {
 struct OutboxEntry {
   uint64_t id = 0;  // assigned by push(), increasing
   std::string topic;
-  std::string payload;
+  // Shared and immutable: the publish in flight (Paho's message) and the Outbox's copy
+  // for a resend are the same bytes, never copied.
+  std::shared_ptr<const std::string> payload;
   std::string stream;  // for counters and logs
   uint32_t points = 0;
   int priority = 0;
@@ -62,7 +65,7 @@ class Outbox {
   const OutboxCounters& counters() const { return counters_; }
 
  private:
-  static uint64_t cost(const OutboxEntry& e) { return e.payload.size() + e.topic.size() + 64; }
+  static uint64_t cost(const OutboxEntry& e) { return (e.payload ? e.payload->size() : 0) + e.topic.size() + 64; }
 
   uint64_t max_bytes_;
   uint64_t bytes_ = 0;

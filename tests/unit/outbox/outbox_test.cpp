@@ -9,7 +9,7 @@ OutboxEntry entry(const std::string& stream, int priority, size_t bytes = 10) {
   OutboxEntry e;
   e.stream = stream;
   e.topic = "t/" + stream;
-  e.payload = std::string(bytes, 'x');
+  e.payload = std::make_shared<const std::string>(bytes, 'x');
   e.priority = priority;
   return e;
 }
