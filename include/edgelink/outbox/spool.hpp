@@ -55,6 +55,18 @@
 
 #include "edgelink/outbox/spool_format.hpp"
 
+// Wiring it behind the Outbox (the next step, not done yet):
+//  1. One store at persistence_path/spool on a disk worker thread; results are posted
+//     back to the loop. Log recovery() at start-up (quarantined files, corrupt and
+//     truncated counts, drops).
+//  2. Spool ids are not Outbox ids: keep the mapping; on PUBACK ack(spool_id); replay
+//     pending() + read() interleaved with live data (neither starves the other).
+//  3. sync() per [spool] fsync: after each write (batch), on a timer (interval), never;
+//     time it for the fsync-latency metric.
+//  4. Log and count every SpoolAppend::dropped / recovery().dropped and forget those
+//     ids; a corrupt record from read() means forget that entry.
+//  5. Back-pressure from bytes() against max_bytes() before appends start evicting.
+
 namespace edgelink {
 
 enum class SpoolErrc {
