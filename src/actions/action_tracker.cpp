@@ -18,11 +18,6 @@ bool ActionTracker::add(TrackedAction action) {
   return true;
 }
 
-const TrackedAction* ActionTracker::find(const std::string& id) const {
-  auto it = active_.find(id);
-  return it == active_.end() ? nullptr : &it->second;
-}
-
 void ActionTracker::finish(const std::string& id) {
   if (finished_.insert(id).second) {
     finished_order_.push_back(id);
@@ -60,13 +55,6 @@ std::vector<TrackedAction> ActionTracker::expire(TimePoint now) {
 std::optional<ActionTracker::TimePoint> ActionTracker::next_deadline() const {
   if (deadlines_.empty()) return std::nullopt;
   return deadlines_.begin()->first;
-}
-
-std::vector<TrackedAction> ActionTracker::snapshot() const {
-  std::vector<TrackedAction> out;
-  out.reserve(active_.size());
-  for (const auto& [id, a] : active_) out.push_back(a);
-  return out;
 }
 
 }  // namespace edgelink

@@ -97,11 +97,14 @@ MqttLink::MqttLink(asio::io_context& io, const Config& config, Outbox& outbox, C
 
 MqttLink::~MqttLink() {
   alive_.reset();
-  if (client_) {
-    try {
-      if (client_->is_connected()) client_->disconnect(std::chrono::milliseconds(0))->wait_for(std::chrono::seconds(1));
-    } catch (const std::exception&) {
-    }
+  close_client();
+}
+
+void MqttLink::close_client() {
+  if (!client_) return;
+  try {
+    if (client_->is_connected()) client_->disconnect(std::chrono::milliseconds(0))->wait_for(std::chrono::seconds(1));
+  } catch (const std::exception&) {
   }
   // Paho fails pending tokens from inside MQTTAsync_destroy, calling our listeners
   // synchronously: the client must go while the listeners still exist.
@@ -234,7 +237,6 @@ void MqttLink::on_connect_result(bool ok, std::string error) {
     on_connection_lost(e.what());
     return;
   }
-  if (callbacks_.on_connected) callbacks_.on_connected();
   pump();
 }
 
@@ -336,12 +338,7 @@ void MqttLink::reconfigure(const Config& config) {
   reconnect_timer_.cancel();
   ++generation_;
   outbox_.requeue_all();
-  if (client_) {
-    try {
-      if (client_->is_connected()) client_->disconnect(std::chrono::milliseconds(0))->wait_for(std::chrono::seconds(1));
-    } catch (const std::exception&) {
-    }
-  }
+  close_client();
   state_ = State::Disconnected;
   attempt_ = 0;
   create_client();

@@ -28,7 +28,6 @@ Daemon::Daemon(asio::io_context& io, Config config)
             MqttLink::Callbacks{
                 [this](std::string, std::string payload) { on_action_message(payload); },
                 [this] { on_acked(); },
-                nullptr,
             }),
       status_server_(io, [this] { return status_json(); }),
       signals_(io, SIGTERM, SIGINT, SIGHUP),
@@ -62,10 +61,7 @@ std::vector<std::string> Daemon::start() {
   wait_for_signal();
   link_.start();
   start_watchdog();
-  stats_timer_.expires_after(std::chrono::seconds(60));
-  stats_timer_.async_wait([this](asio::error_code ec) {
-    if (!ec) log_stats();
-  });
+  schedule_stats();
   log::info(kLog, "edgelink ", EDGELINK_VERSION, " running as ", config_.project_id, "/", config_.device_id);
   notify_systemd("READY=1\nSTATUS=running");
   return errors;
@@ -263,6 +259,10 @@ void Daemon::log_stats() {
   log::info(kLog, "broker ", link_.state_name(), ", points ", points, ", published ", lc.published, ", acked ",
             lc.acked, ", queued ", outbox_.queued(), " (", outbox_.bytes(), " bytes), actions in flight ",
             tracker_.size(), ", timed out ", action_counters_.timed_out);
+  schedule_stats();
+}
+
+void Daemon::schedule_stats() {
   stats_timer_.expires_after(std::chrono::seconds(60));
   stats_timer_.async_wait([this](asio::error_code ec) {
     if (!ec) log_stats();

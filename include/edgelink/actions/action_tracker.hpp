@@ -44,7 +44,6 @@ class ActionTracker {
   // False when an action with this id is already in flight (a redelivery).
   bool add(TrackedAction action);
   bool in_flight(std::string_view id) const { return active_.count(std::string(id)) > 0; }
-  const TrackedAction* find(const std::string& id) const;
 
   enum class Verdict {
     Forward,  // in flight, or never seen (an app may report on actions of its own)
@@ -57,7 +56,6 @@ class ActionTracker {
   std::vector<TrackedAction> expire(TimePoint now);
   std::optional<TimePoint> next_deadline() const;
   size_t size() const { return active_.size(); }
-  std::vector<TrackedAction> snapshot() const;
 
  private:
   void finish(const std::string& id);

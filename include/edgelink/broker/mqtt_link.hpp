@@ -43,7 +43,6 @@ class MqttLink {
   struct Callbacks {
     std::function<void(std::string topic, std::string payload)> on_message;
     std::function<void()> on_acked;  // the outbox shrank
-    std::function<void()> on_connected;
   };
 
   MqttLink(asio::io_context& io, const Config& config, Outbox& outbox, Callbacks callbacks);
@@ -68,6 +67,7 @@ class MqttLink {
  private:
   struct Listener;
   void create_client();
+  void close_client();
   void connect();
   void schedule_reconnect();
   void on_connect_result(bool ok, std::string error);

@@ -55,6 +55,7 @@ class Daemon : public AppSink {
   void start_watchdog();
   void watchdog_tick();
   void log_stats();
+  void schedule_stats();
 
   asio::io_context& io_;
   Config config_;

@@ -56,7 +56,6 @@ class Outbox {
   // on and off by every single acknowledgement.
   bool below_low_water() const { return bytes_ < max_bytes_ - max_bytes_ / 4; }
   bool empty() const { return queued_ == 0 && inflight_.empty(); }
-  bool has_queued() const { return queued_ > 0; }
   size_t queued() const { return queued_; }
   size_t in_flight() const { return inflight_.size(); }
   uint64_t bytes() const { return bytes_; }

@@ -67,7 +67,6 @@ class StreamBatcher {
     StreamCounters counters;
   };
   std::vector<StreamInfo> streams() const;
-  size_t stream_count() const { return streams_.size(); }
 
  private:
   struct Stream {
