@@ -190,16 +190,6 @@ class App:
         line, self.buf = self.buf.split(b"\n", 1)
         return json.loads(line)
 
-    def closed_by_peer(self, timeout=5.0):
-        """True when edgelink closes the connection within `timeout`; False otherwise."""
-        self.sock.settimeout(timeout)
-        try:
-            return self.sock.recv(1) == b""
-        except ConnectionResetError:
-            return True
-        except socket.timeout:
-            return False
-
     def close(self):
         self.sock.close()
 
@@ -265,6 +255,14 @@ class Edgelink:
                 wait_port(app["port"])
         return self
 
+    def run_expecting_failure(self, timeout=10):
+        """Start it with a config it must refuse; returns the exit code (killed on timeout)."""
+        self.start(wait_apps=False)
+        try:
+            return self.proc.wait(timeout)
+        finally:
+            self.kill()
+
     def app_port(self, name="app"):
         return self.config["tcpapps"][name]["port"]
 
@@ -315,6 +313,17 @@ def base_config(workdir, broker_port, **overrides):
 
 
 TOPIC = "/tenants/demo/devices/gw-001"
+PRESENCE = TOPIC + "/presence"
+
+
+def retained(port, topic):
+    """What a subscriber that connects now receives on `topic`: [(topic, payload, retain)]."""
+    late = Subscriber(port, topics=(topic,))
+    try:
+        wait_for(lambda: late.messages, what=f"the retained message on {topic}")
+        return list(late.messages)
+    finally:
+        late.close()
 
 
 @pytest.fixture

@@ -5,9 +5,7 @@ and action statuses overtaking a backlog of data batches (spec/mqtt.md, app-prot
 import json
 import time
 
-import pytest
-
-from conftest import (TOPIC, App, ConfiguredBroker, DurableSubscriber, Edgelink, Subscriber, base_config, free_port,
+from conftest import (TOPIC, App, ConfiguredBroker, DurableSubscriber, Edgelink, base_config, free_port,
                       publish_many, wait_for, wait_online)
 
 ACTIONS = TOPIC + "/actions"

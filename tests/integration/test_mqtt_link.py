@@ -8,11 +8,10 @@ import time
 
 import pytest
 
-from conftest import (TOPIC, App, ConfiguredBroker, DurableSubscriber, Edgelink, Subscriber, base_config, free_port,
-                      publish_many, wait_for, wait_online)
+from conftest import (PRESENCE, TOPIC, App, ConfiguredBroker, DurableSubscriber, Edgelink, Subscriber, base_config, free_port,
+                      publish_many, retained, wait_for, wait_online)
 from tls_certs import make_pki
 
-PRESENCE = TOPIC + "/presence"
 
 
 
@@ -53,15 +52,21 @@ def wait_all_points(sub, n, timeout=20.0):
     return seqs
 
 
-def test_broker_restart_while_streaming_loses_nothing(workdir, owned):
-    """Points streamed before, during and after a 2 s broker outage all reach a subscriber; status counts the reconnect."""
+def durable_setup(workdir, owned, client_id, **imu):
+    """A persistent broker, a durable subscriber to the event topics, and a connected edgelink
+    (stream imu with the given settings) with an app client."""
     broker = ConfiguredBroker(workdir, persistent=True).start()
     owned.append(broker)
-    sub = DurableSubscriber(broker.port, topics=(TOPIC + "/events/#",), client_id="restart-sub")
+    sub = DurableSubscriber(broker.port, topics=(TOPIC + "/events/#",), client_id=client_id)
     owned.append(sub)
-    el = start_edgelink(workdir, owned, broker.port, streams={"imu": {"batch_size": 10, "flush_period": 0.2}})
+    el = start_edgelink(workdir, owned, broker.port, streams={"imu": imu})
     wait_connected(el)
-    app = App(el.app_port())
+    return broker, sub, el, App(el.app_port())
+
+
+def test_broker_restart_while_streaming_loses_nothing(workdir, owned):
+    """Points streamed before, during and after a 2 s broker outage all reach a subscriber; status counts the reconnect."""
+    broker, sub, el, app = durable_setup(workdir, owned, "restart-sub", batch_size=10, flush_period=0.2)
     stream(app, range(1, 151), 0.005)
     broker.stop()
     assert os.path.exists(broker.store + "mosquitto.db"), "the broker must keep the subscriber's session"
@@ -80,13 +85,7 @@ def test_broker_restart_while_streaming_loses_nothing(workdir, owned):
 
 def test_repeated_broker_restarts_under_load_lose_nothing(workdir, owned):
     """Three broker restarts while the app streams: every sequence still arrives."""
-    broker = ConfiguredBroker(workdir, persistent=True).start()
-    owned.append(broker)
-    sub = DurableSubscriber(broker.port, topics=(TOPIC + "/events/#",), client_id="restarts-sub")
-    owned.append(sub)
-    el = start_edgelink(workdir, owned, broker.port, streams={"imu": {"batch_size": 5, "flush_period": 0.1}})
-    wait_connected(el)
-    app = App(el.app_port())
+    broker, sub, el, app = durable_setup(workdir, owned, "restarts-sub", batch_size=5, flush_period=0.1)
     seq = 0
     for cycle in range(3):
         stream(app, range(seq + 1, seq + 61), 0.003)
@@ -134,24 +133,14 @@ def test_presence_online_retained_and_last_will_on_sigkill(make_edgelink, broker
     el = make_edgelink(broker={"host": "127.0.0.1", "port": broker.port, "keep_alive": 2, "reconnect_min": 0.2,
                                "reconnect_max": 1})
     wait_for(lambda: sub.on("/presence"), what="presence")
-    late = Subscriber(broker.port, topics=(PRESENCE,))
-    try:
-        wait_for(lambda: late.messages, what="retained presence")
-        assert late.messages == [(PRESENCE, b"online", True)]
-    finally:
-        late.close()
+    assert retained(broker.port, PRESENCE) == [(PRESENCE, b"online", True)]
     el.proc.kill()
     el.proc.wait(5)
     t0 = time.monotonic()
     wait_for(lambda: len(sub.on("/presence")) >= 2, timeout=5, what="the last will")
     assert time.monotonic() - t0 < 2.0, "the will should fire when the socket closes, not after keep alive"
     assert [p for _, p in sub.on("/presence")] == [b"online", b"offline"]
-    after = Subscriber(broker.port, topics=(PRESENCE,))
-    try:
-        wait_for(lambda: after.messages, what="retained presence after the kill")
-        assert after.messages == [(PRESENCE, b"offline", True)]
-    finally:
-        after.close()
+    assert retained(broker.port, PRESENCE) == [(PRESENCE, b"offline", True)]
 
 
 def test_orderly_stop_publishes_retained_offline(make_edgelink, broker, sub):

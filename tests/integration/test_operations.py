@@ -8,10 +8,9 @@ import subprocess
 import time
 import tomllib
 
-from conftest import (EDGELINK_BIN, TOPIC, App, Edgelink, Subscriber, app_config, app_status, base_config, free_port,
-                      peer_eof, publish, stream_status, to_toml, wait_for, wait_online)
+from conftest import (EDGELINK_BIN, PRESENCE, TOPIC, App, Edgelink, app_config, app_status, base_config, free_port,
+                      peer_eof, publish, retained, stream_status, to_toml, wait_for, wait_online)
 
-PRESENCE = TOPIC + "/presence"
 
 
 def run_cli(*args, timeout=10):
@@ -130,11 +129,7 @@ def test_run_with_invalid_config_exits_with_error(workdir, broker):
     """`run` with an invalid config prints the error with its position, exits non-zero and opens nothing."""
     cfg = base_config(workdir, broker.port, streams={"imu": {"batch_size": -3}})
     el = Edgelink(workdir, cfg)
-    el.start(wait_apps=False)
-    try:
-        assert el.proc.wait(10) != 0
-    finally:
-        el.kill()
+    assert el.run_expecting_failure() != 0
     log = el.log_text()
     assert re.search(re.escape(el.path) + r":\d+:\d+: streams.imu.batch_size: must be an integer 1..1000000, got -3",
                      log), log
@@ -153,11 +148,7 @@ def test_app_port_in_use_fails_clearly(workdir, broker):
     try:
         cfg = base_config(workdir, broker.port, tcpapps={"app": app_config(port)})
         el = Edgelink(workdir, cfg)
-        el.start(wait_apps=False)
-        try:
-            assert el.proc.wait(10) != 0
-        finally:
-            el.kill()
+        assert el.run_expecting_failure() != 0
     finally:
         squatter.close()
     log = el.log_text()
@@ -172,11 +163,7 @@ def test_second_daemon_with_same_persistence_path_refuses(make_edgelink, workdir
     other_dir = os.path.join(workdir, "second")
     os.makedirs(other_dir)
     second = Edgelink(other_dir, cfg)
-    second.start(wait_apps=False)
-    try:
-        assert second.proc.wait(10) != 0
-    finally:
-        second.kill()
+    assert second.run_expecting_failure() != 0
     assert "another edgelink is running with this persistence_path" in second.log_text()
     assert first.proc.poll() is None
     assert first.status()["state"] == "running"  # the first one's status socket still answers
@@ -186,12 +173,7 @@ def test_presence_online_is_retained(make_edgelink, broker, sub):
     """After start the presence topic holds a retained "online"."""
     make_edgelink()
     wait_online(sub)
-    late = Subscriber(broker.port, topics=(PRESENCE,))
-    try:
-        wait_for(lambda: late.messages, what="the retained presence")
-        assert late.messages == [(PRESENCE, b"online", True)]
-    finally:
-        late.close()
+    assert retained(broker.port, PRESENCE) == [(PRESENCE, b"online", True)]
 
 
 def test_sigterm_publishes_open_batch_and_goes_offline(make_edgelink, broker, sub):
@@ -205,17 +187,12 @@ def test_sigterm_publishes_open_batch_and_goes_offline(make_edgelink, broker, su
     assert sub.points("imu") == []
     t0 = time.monotonic()
     assert el.stop() == 0
-    # within shutdown_timeout (5 s); Paho itself takes ~3 s to send DISCONNECT after the "offline" PUBACK
+    # within shutdown_timeout (5 s); the stop disconnects as soon as "offline" is acknowledged
     assert time.monotonic() - t0 < 5, el.log_text()
     assert sub.points("imu") == [{"sequence": s, "timestamp": 1700000000000 + s, "v": s} for s in (1, 2, 3)]
     assert peer_eof(app), "the app connection was not closed"
     wait_for(lambda: [p for (_, p) in sub.on("/presence")] == [b"online", b"offline"], what="offline presence")
-    late = Subscriber(broker.port, topics=(PRESENCE,))
-    try:
-        wait_for(lambda: late.messages, what="the retained presence")
-        assert late.messages == [(PRESENCE, b"offline", True)]
-    finally:
-        late.close()
+    assert retained(broker.port, PRESENCE) == [(PRESENCE, b"offline", True)]
     assert "stopped" in el.log_text()
     assert not os.path.exists(os.path.join(el.config["persistence_path"], "edgelink.sock"))
 

@@ -9,6 +9,7 @@
 
 using namespace edgelink::devices;
 using edgelink::devices::test::bytes;
+using edgelink::devices::test::feed_in_chunks;
 using edgelink::devices::test::hex;
 using edgelink::devices::test::SpecVector;
 
@@ -23,22 +24,7 @@ struct Event {
 // Feeds `input` in pieces of at most `chunk` bytes and records every event.
 std::vector<Event> decode_all(HdlcDecoder& dec, const std::vector<uint8_t>& input, size_t chunk = SIZE_MAX) {
   std::vector<Event> events;
-  size_t off = 0;
-  while (off < input.size()) {
-    const size_t n = std::min(chunk, input.size() - off);
-    std::span<const uint8_t> piece(input.data() + off, n);
-    while (true) {
-      const auto r = dec.next(piece);
-      REQUIRE(r.consumed <= piece.size());
-      piece = piece.subspan(r.consumed);
-      if (r.status == HdlcDecoder::Status::NeedMore) {
-        REQUIRE(piece.empty());
-        break;
-      }
-      events.push_back({r.status, {r.frame.begin(), r.frame.end()}});
-    }
-    off += n;
-  }
+  feed_in_chunks(dec, input, chunk, [&](const auto& r) { events.push_back({r.status, {r.frame.begin(), r.frame.end()}}); });
   return events;
 }
 

@@ -9,6 +9,7 @@
 
 using namespace edgelink::devices;
 using edgelink::devices::test::bytes;
+using edgelink::devices::test::feed_in_chunks;
 using edgelink::devices::test::hex;
 
 namespace {
@@ -23,22 +24,7 @@ struct Event {
 
 std::vector<Event> demux_all(ConsoleDemux& d, const std::vector<uint8_t>& input, size_t chunk = SIZE_MAX) {
   std::vector<Event> events;
-  size_t off = 0;
-  while (off < input.size()) {
-    const size_t n = std::min(chunk, input.size() - off);
-    std::span<const uint8_t> piece(input.data() + off, n);
-    while (true) {
-      const auto r = d.next(piece);
-      REQUIRE(r.consumed <= piece.size());
-      piece = piece.subspan(r.consumed);
-      if (r.status == ConsoleDemux::Status::NeedMore) {
-        REQUIRE(piece.empty());
-        break;
-      }
-      events.push_back({r.status, {r.frame.begin(), r.frame.end()}, std::string(r.line), r.line_truncated});
-    }
-    off += n;
-  }
+  feed_in_chunks(d, input, chunk, [&](const auto& r) { events.push_back({r.status, {r.frame.begin(), r.frame.end()}, std::string(r.line), r.line_truncated}); });
   return events;
 }
 

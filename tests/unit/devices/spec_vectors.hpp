@@ -3,12 +3,40 @@
 // "framed" is what goes on a raw-HDLC link; "raw" is the unescaped RICSerial message
 // (given in the spec for some vectors); "json" is the element text, without its 0x00.
 
+#include <catch2/catch.hpp>
+
+#include <algorithm>
 #include <cstdint>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
 
 namespace edgelink::devices::test {
+
+// Feeds `input` to an incremental decoder (HdlcDecoder, ConsoleDemux: next(span) ->
+// {status, consumed, ...}) in pieces of at most `chunk` bytes and calls `on_result` for
+// every result but NeedMore. Checks the decoder's contract on the way: it never claims
+// more than it was given, and NeedMore means the piece was used up.
+template <class Decoder, class OnResult>
+void feed_in_chunks(Decoder& dec, const std::vector<uint8_t>& input, size_t chunk, OnResult&& on_result) {
+  size_t off = 0;
+  while (off < input.size()) {
+    const size_t n = std::min(chunk, input.size() - off);
+    std::span<const uint8_t> piece(input.data() + off, n);
+    while (true) {
+      const auto r = dec.next(piece);
+      REQUIRE(r.consumed <= piece.size());
+      piece = piece.subspan(r.consumed);
+      if (r.status == decltype(r.status)::NeedMore) {
+        REQUIRE(piece.empty());
+        break;
+      }
+      on_result(r);
+    }
+    off += n;
+  }
+}
 
 // "E7 01 02" -> {0xE7, 0x01, 0x02}
 inline std::vector<uint8_t> hex(std::string_view text) {
