@@ -398,3 +398,23 @@ def test_invalid_utf8_and_other_rejections(make_edgelink, sub):
                                  {"sequence": 3, "timestamp": 1, "s": "\U0010ffff\u00e9"}]
     assert app.read_line(0.2) is None
     assert app_status(el)["errors"] == {"BadJson": 9, "BadField": 5, "MissingField": 1}
+
+
+def test_error_reports_to_an_app_that_never_reads_are_capped(make_edgelink, sub):
+    """An app that asks for error reports but never reads: reports beyond the write cap are dropped and
+    counted, and its good lines still reach the broker."""
+    el = make_edgelink(streams={"imu": {"batch_size": 1, "flush_period": 1}})
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # keep the kernel from absorbing the reports
+    s.connect(("127.0.0.1", el.app_port()))
+    s.sendall(b'{"edgelink": {"hello": {"errors": true}}}\n')
+    # ~170-byte reports for 10-byte lines: 20,000 of them are far more than the 1 MiB queue
+    bad = b"not json\n" * 20000
+    s.sendall(bad)
+    s.sendall(b'{"stream": "imu", "sequence": 1, "timestamp": 5}\n')
+    wait_for(lambda: sub.points("imu") == [{"sequence": 1, "timestamp": 5}], what="the good line after the flood")
+    st = app_status(el)
+    assert st["errors"]["BadJson"] == 20000
+    assert st["reports_dropped"] > 0
+    assert el.proc.poll() is None
+    s.close()

@@ -335,3 +335,17 @@ def test_status_without_daemon_fails_clearly(workdir):
     # and an unreadable config is reported as such
     out = run_cli("status", "-c", os.path.join(workdir, "missing.toml"))
     assert out.returncode != 0 and "missing.toml: cannot read" in out.stderr
+
+
+def test_unusable_persistence_path_fails_clearly(workdir, broker):
+    """A persistence_path that cannot be created makes `run` exit non-zero and say why."""
+    blocker = os.path.join(workdir, "a-file")
+    with open(blocker, "w") as f:
+        f.write("not a directory\n")
+    cfg = base_config(workdir, broker.port, persistence_path=os.path.join(blocker, "state"))
+    el = Edgelink(workdir, cfg)
+    assert el.run_expecting_failure() != 0
+    log = el.log_text()
+    assert f"persistence_path {blocker}/state: cannot create it" in log, log
+    with socket.socket() as s:
+        assert s.connect_ex(("127.0.0.1", el.app_port())) != 0  # no listener left open
