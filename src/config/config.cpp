@@ -9,9 +9,11 @@
 
 #include <algorithm>
 #include <array>
+#include <set>
 #include <toml++/toml.h>
 
 #include "config_reader.hpp"
+#include "edgelink/devices/serial_transport.hpp"
 
 namespace edgelink {
 namespace {
@@ -26,9 +28,9 @@ constexpr const char* kDefaultActionStatusTopic =
 constexpr size_t kMaxConfigBytes = 16u << 20;
 constexpr size_t kMaxSecretBytes = 64u << 10;
 
-// A listening address normalised for conflict checks.
+// A listening address (of a tcpapp or an rtstream) normalised for conflict checks.
 struct AppSite {
-  std::string name;
+  std::string label;  // "tcpapps.NAME" or "rtstreams.NAME", for messages
   toml::source_position pos;
   const toml::node* port_node = nullptr;
   std::array<unsigned char, 16> addr{};
@@ -36,6 +38,15 @@ struct AppSite {
   uint16_t port = 0;
   std::string bind;
 };
+
+// Where a device or rtstream value was set, for checks across sections.
+struct ValueSite {
+  std::string owner;  // device or rtstream name
+  std::string value;
+  const toml::node* node = nullptr;
+};
+
+bool before(const ValueSite& a, const ValueSite& b) { return a.node->source().begin < b.node->source().begin; }
 
 struct ActionSite {
   std::string name;
@@ -56,12 +67,26 @@ class Loader : public ValueReader {
   void load_actions(const toml::node& n, const std::string& path, AppConfig& app);
   void load_streams(const toml::table& t, Config& c);
   void load_stream(const toml::table& t, const std::string& path, StreamConfig& s);
+  void load_devices(const toml::table& t, std::map<std::string, DeviceConfig>& devices);
+  void load_rtstreams(const toml::table& t, std::map<std::string, RtStreamConfig>& rtstreams);
+  std::optional<std::string> bind_value(const toml::node& n, const std::string& path);
+  std::optional<std::string> session_text(const toml::node& n, const std::string& path);
+  void add_site(const std::string& label, const toml::table& at, const toml::node& port_node, uint16_t port,
+                const std::string& bind);
+  void check_sites();
+  void check_devices();
   void load_spool(const toml::table& t, SpoolConfig& s);
   void load_log(const toml::table& t, LogConfig& l);
 
   std::vector<AppSite> sites_;
   std::vector<ActionSite> action_sites_;
   size_t configured_streams_ = 0;
+  // Devices whose table was read (even with bad values): an rtstream naming one of
+  // them gets no follow-on "unknown device" error.
+  std::set<std::string> device_names_;
+  std::vector<ValueSite> device_paths_;      // owner = device
+  std::vector<ValueSite> rtstream_devices_;  // owner = rtstream, value = device
+  std::vector<ValueSite> rtstream_files_;    // owner = rtstream, value = device + '\0' + file_name
 };
 
 void Loader::load(const toml::table& root, Config& c) {
@@ -92,6 +117,10 @@ void Loader::load(const toml::table& root, Config& c) {
       if (const auto* t = table_value(v, key)) load_apps(*t, c.tcpapps);
     } else if (key == "streams") {
       if (const auto* t = table_value(v, key)) load_streams(*t, c);
+    } else if (key == "devices") {
+      if (const auto* t = table_value(v, key)) load_devices(*t, c.devices);
+    } else if (key == "rtstreams") {
+      if (const auto* t = table_value(v, key)) load_rtstreams(*t, c.rtstreams);
     } else if (key == "spool") {
       if (const auto* t = table_value(v, key)) load_spool(*t, c.spool);
     } else if (key == "log") {
@@ -113,20 +142,8 @@ void Loader::load(const toml::table& root, Config& c) {
                    std::to_string(c.max_stream_count));
   }
 
-  // Two apps on one address would fail at bind time; a wildcard address overlaps all.
-  std::sort(sites_.begin(), sites_.end(), [](const AppSite& a, const AppSite& b) { return a.pos < b.pos; });
-  for (size_t i = 0; i < sites_.size(); ++i) {
-    for (size_t j = 0; j < i; ++j) {
-      const AppSite& a = sites_[j];
-      const AppSite& b = sites_[i];
-      if (a.port == b.port && (a.any || b.any || a.addr == b.addr)) {
-        error(*b.port_node, "tcpapps." + key_part(b.name) + ".port: " + b.bind + " port " +
-                                std::to_string(b.port) + " overlaps tcpapps." + key_part(a.name) +
-                                " (" + a.bind + " port " + std::to_string(a.port) + ")");
-        break;
-      }
-    }
-  }
+  check_sites();
+  check_devices();
 
   // Each action name routes to exactly one app.
   std::sort(action_sites_.begin(), action_sites_.end(), [](const ActionSite& a, const ActionSite& b) {
@@ -141,6 +158,258 @@ void Loader::load(const toml::table& root, Config& c) {
                                         " (an action must route to one app)");
       break;
     }
+  }
+}
+
+// Two listeners on one address would fail at bind time; a wildcard address overlaps
+// all. Apps and rtstreams share the check: they are all local TCP ports.
+void Loader::check_sites() {
+  std::sort(sites_.begin(), sites_.end(), [](const AppSite& a, const AppSite& b) { return a.pos < b.pos; });
+  for (size_t i = 0; i < sites_.size(); ++i) {
+    for (size_t j = 0; j < i; ++j) {
+      const AppSite& a = sites_[j];
+      const AppSite& b = sites_[i];
+      if (a.port == b.port && (a.any || b.any || a.addr == b.addr)) {
+        error(*b.port_node, b.label + ".port: " + b.bind + " port " + std::to_string(b.port) + " overlaps " +
+                                a.label + " (" + a.bind + " port " + std::to_string(a.port) + ")");
+        break;
+      }
+    }
+  }
+}
+
+void Loader::add_site(const std::string& label, const toml::table& at, const toml::node& port_node,
+                      uint16_t port, const std::string& bind) {
+  AppSite site;
+  site.label = label;
+  site.pos = at.source().begin;
+  site.port_node = &port_node;
+  site.port = port;
+  site.bind = bind;
+  // bind was validated (or is the default), so one of the two parses.
+  if (::inet_pton(AF_INET, bind.c_str(), site.addr.data()) == 1) {
+    site.any = site.addr[0] == 0 && site.addr[1] == 0 && site.addr[2] == 0 && site.addr[3] == 0;
+  } else if (::inet_pton(AF_INET6, bind.c_str(), site.addr.data()) == 1) {
+    site.any = std::all_of(site.addr.begin(), site.addr.end(), [](unsigned char b) { return b == 0; });
+  }
+  sites_.push_back(site);
+}
+
+std::optional<std::string> Loader::bind_value(const toml::node& n, const std::string& path) {
+  auto bind = string_value(n, path);
+  std::array<unsigned char, 16> buf{};
+  if (bind && ::inet_pton(AF_INET, bind->c_str(), buf.data()) != 1 &&
+      ::inet_pton(AF_INET6, bind->c_str(), buf.data()) != 1) {
+    error(n, path + ": must be an IPv4 or IPv6 address literal, got " + quote(*bind));
+    bind.reset();
+  }
+  return bind;
+}
+
+// endpoint and file_name travel inside the ufStart JSON and name a device session.
+// Quotes, backslashes and control characters have no business there, and the device
+// keeps names short.
+std::optional<std::string> Loader::session_text(const toml::node& n, const std::string& path) {
+  auto v = string_value(n, path);
+  if (!v) return v;
+  const bool bad = std::any_of(v->begin(), v->end(), [](char ch) {
+    const auto c = static_cast<unsigned char>(ch);
+    return c < 0x20 || c == 0x7f || c == '"' || c == '\\';
+  });
+  if (bad) {
+    error(n, path + ": must not contain quotes, backslashes or control characters, got " + quote(*v));
+    return std::nullopt;
+  }
+  if (v->size() > 64) {
+    error(n, path + ": must be at most 64 bytes, got " + std::to_string(v->size()));
+    return std::nullopt;
+  }
+  return v;
+}
+
+// Checks that span [devices] and [rtstreams], in file order so each error lands on the
+// later of two clashing entries.
+void Loader::check_devices() {
+  std::sort(device_paths_.begin(), device_paths_.end(), before);
+  for (size_t i = 0; i < device_paths_.size(); ++i) {
+    for (size_t j = 0; j < i; ++j) {
+      if (device_paths_[j].value != device_paths_[i].value) continue;
+      // TIOCEXCL would make the second open fail with EBUSY on every retry.
+      error(*device_paths_[i].node, "devices." + key_part(device_paths_[i].owner) + ".path: " +
+                                        quote(device_paths_[i].value) + " is already used by devices." +
+                                        key_part(device_paths_[j].owner));
+      break;
+    }
+  }
+
+  std::sort(rtstream_devices_.begin(), rtstream_devices_.end(), before);
+  std::map<std::string, size_t> per_device;
+  for (const ValueSite& s : rtstream_devices_) {
+    if (!device_names_.count(s.value)) {
+      error(*s.node, "rtstreams." + key_part(s.owner) + ".device: no device " + quote(s.value) +
+                         " is configured in [devices]");
+    } else if (++per_device[s.value] > kMaxRtStreamsPerDevice) {
+      error(*s.node, "rtstreams." + key_part(s.owner) + ".device: device " + quote(s.value) + " already has " +
+                         std::to_string(kMaxRtStreamsPerDevice) +
+                         " rtstreams, the most its sessions allow (spec/ricrest.md 5.1)");
+    }
+  }
+
+  // ufStart with a fileName that is already open on the channel restarts that session
+  // (§5.1): two rtstreams with one file_name would share, and fight over, one session.
+  std::sort(rtstream_files_.begin(), rtstream_files_.end(), before);
+  for (size_t i = 0; i < rtstream_files_.size(); ++i) {
+    for (size_t j = 0; j < i; ++j) {
+      if (rtstream_files_[j].value != rtstream_files_[i].value) continue;
+      const std::string& v = rtstream_files_[i].value;
+      error(*rtstream_files_[i].node, "rtstreams." + key_part(rtstream_files_[i].owner) + ": file_name " +
+                                          quote(v.substr(v.find('\0') + 1)) + " is already used on device " +
+                                          quote(v.substr(0, v.find('\0'))) + " by rtstreams." +
+                                          key_part(rtstream_files_[j].owner) +
+                                          " (the device would treat both as one session)");
+      break;
+    }
+  }
+}
+
+void Loader::load_devices(const toml::table& t, std::map<std::string, DeviceConfig>& devices) {
+  for (auto&& [k, v] : t) {
+    const std::string name(k.str());
+    const std::string path = "devices." + key_part(name);
+    if (!valid_name(name)) {
+      error(k.source(), path + ": device name must be 1..64 letters, digits, '_' or '-'");
+      continue;
+    }
+    const auto* dt = table_value(v, path);
+    if (!dt) continue;
+    device_names_.insert(name);
+    DeviceConfig d;
+    d.name = name;
+    bool transport_ok = true;
+    bool framing_ok = true;
+    for (auto&& [dk, dv] : *dt) {
+      const std::string key(dk.str());
+      const std::string kpath = path + "." + key;
+      if (key == "transport") {
+        auto s = string_value(dv, kpath);
+        transport_ok = false;
+        if (!s) continue;
+        if (iequals(*s, "serial")) {
+          d.transport = DeviceTransport::Serial;
+          transport_ok = true;
+        } else if (iequals(*s, "ble")) {
+          error(dv, kpath + ": \"ble\" is not supported yet; only \"serial\" is");
+        } else {
+          error(dv, kpath + ": must be \"serial\" (\"ble\" is planned), got " + quote(*s));
+        }
+      } else if (key == "path") {
+        auto p = string_value(dv, kpath);
+        // The daemon reopens the path after every unplug, long after start-up: a
+        // relative path would depend on the working directory at that time.
+        if (p && p->front() != '/') {
+          error(dv, kpath + ": must be an absolute path like \"/dev/serial/by-id/...\", got " + quote(*p));
+          p.reset();
+        }
+        if (p) device_paths_.push_back({name, *p, &dv});
+        assign(d.path, std::move(p));
+      } else if (key == "baud") {
+        auto baud = int_as<uint32_t>(dv, kpath, 1, 0xffffffff);
+        if (baud && !devices::SerialTransport::supported_baud(*baud)) {
+          static constexpr uint32_t kRates[] = {1200,   2400,   4800,    9600,    19200,   38400,
+                                                57600,  115200, 230400,  460800,  500000,  576000,
+                                                921600, 1000000, 1152000, 1500000, 2000000, 2500000,
+                                                3000000, 3500000, 4000000};
+          std::string rates;
+          for (uint32_t r : kRates)
+            if (devices::SerialTransport::supported_baud(r)) rates += (rates.empty() ? "" : ", ") + std::to_string(r);
+          error(dv, kpath + ": " + std::to_string(*baud) + " is not a supported baud rate; use one of " + rates);
+          baud.reset();
+        }
+        assign(d.baud, baud);
+      } else if (key == "framing") {
+        auto f = enum_value<DeviceFraming>(dv, kpath, {{"hdlc", DeviceFraming::Hdlc},
+                                                      {"console", DeviceFraming::Console}});
+        framing_ok = f.has_value();
+        assign(d.framing, f);
+      } else if (key == "log_stream") {
+        auto s = string_value(dv, kpath);
+        if (s && !valid_name(*s)) {
+          error(dv, kpath + ": a stream name must be 1..64 letters, digits, '_' or '-', got " + quote(*s));
+          s.reset();
+        } else if (s && *s == kActionStatusStream) {
+          error(dv, kpath + ": \"action_status\" is the built-in action status stream");
+          s.reset();
+        }
+        assign(d.log_stream, std::move(s));
+      } else {
+        unknown(dk, "in [" + path + "]");
+      }
+    }
+    if (transport_ok && !dt->contains("path")) missing(*dt, path + ".path");
+    const toml::node* log_stream = dt->get("log_stream");
+    if (log_stream && framing_ok && d.framing != DeviceFraming::Console) {
+      error(*log_stream, path + ".log_stream: only used with framing = \"console\" (an HDLC port carries no log text)");
+    }
+    devices[name] = std::move(d);
+  }
+}
+
+void Loader::load_rtstreams(const toml::table& t, std::map<std::string, RtStreamConfig>& rtstreams) {
+  for (auto&& [k, v] : t) {
+    const std::string name(k.str());
+    const std::string path = "rtstreams." + key_part(name);
+    if (!valid_name(name)) {
+      error(k.source(), path + ": rtstream name must be 1..64 letters, digits, '_' or '-'");
+      continue;
+    }
+    const auto* rt = table_value(v, path);
+    if (!rt) continue;
+    RtStreamConfig r;
+    r.name = name;
+    bool file_name_set = false;
+    for (auto&& [rk, rv] : *rt) {
+      const std::string key(rk.str());
+      const std::string kpath = path + "." + key;
+      if (key == "device") {
+        auto d = string_value(rv, kpath);
+        if (d) rtstream_devices_.push_back({name, *d, &rv});
+        assign(r.device, std::move(d));
+      } else if (key == "endpoint") {
+        assign(r.endpoint, session_text(rv, kpath));
+      } else if (key == "file_name") {
+        auto f = session_text(rv, kpath);
+        file_name_set = f.has_value();
+        assign(r.file_name, std::move(f));
+      } else if (key == "port") {
+        assign(r.port, int_as<uint16_t>(rv, kpath, 1, 65535));
+      } else if (key == "bind") {
+        assign(r.bind, bind_value(rv, kpath));
+      } else if (key == "mqtt") {
+        assign(r.mqtt, bool_value(rv, kpath));
+      } else {
+        unknown(rk, "in [" + path + "]");
+      }
+    }
+    if (!rt->contains("device")) missing(*rt, path + ".device");
+    if (!rt->contains("endpoint")) missing(*rt, path + ".endpoint");
+    if (!file_name_set && !rt->contains("file_name")) r.file_name = r.endpoint;
+    const toml::node* port_node = rt->get("port");
+    const toml::node* mqtt_node = rt->get("mqtt");
+    const toml::node* bind_node = rt->get("bind");
+    if (!port_node && bind_node) error(*bind_node, path + ".bind: only used with a port");
+    // Without a port or MQTT nothing could ever open the session.
+    if (!port_node && !mqtt_node) {
+      error(*rt, path + ": needs a port, mqtt = true, or both");
+    } else if (!port_node && mqtt_node->is_boolean() && !r.mqtt) {
+      error(*mqtt_node, path + ": needs a port, mqtt = true, or both");
+    }
+    if (port_node && r.port != 0) add_site(path, *rt, *port_node, r.port, r.bind);
+    if (!r.device.empty() && !r.file_name.empty()) {
+      const toml::node* at = rt->get("file_name");
+      if (!at) at = rt->get("endpoint");
+      rtstream_files_.push_back({name, r.device + '\0' + r.file_name, at});
+    }
+    rtstreams[name] = std::move(r);
   }
 }
 
@@ -255,14 +524,7 @@ void Loader::load_apps(const toml::table& t, std::map<std::string, AppConfig>& a
       if (key == "port") {
         assign(app.port, int_as<uint16_t>(av, kpath, 1, 65535));
       } else if (key == "bind") {
-        auto bind = string_value(av, kpath);
-        std::array<unsigned char, 16> buf{};
-        if (bind && ::inet_pton(AF_INET, bind->c_str(), buf.data()) != 1 &&
-            ::inet_pton(AF_INET6, bind->c_str(), buf.data()) != 1) {
-          error(av, kpath + ": must be an IPv4 or IPv6 address literal, got " + quote(*bind));
-          bind.reset();
-        }
-        assign(app.bind, std::move(bind));
+        assign(app.bind, bind_value(av, kpath));
       } else if (key == "actions") {
         load_actions(av, kpath, app);
       } else if (key == "max_line_bytes") {
@@ -273,21 +535,7 @@ void Loader::load_apps(const toml::table& t, std::map<std::string, AppConfig>& a
     }
     const toml::node* port_node = at->get("port");
     if (!port_node) missing(*at, path + ".port");
-    if (port_node && app.port != 0) {
-      AppSite site;
-      site.name = name;
-      site.pos = at->source().begin;
-      site.port_node = port_node;
-      site.port = app.port;
-      site.bind = app.bind;
-      // bind was validated above (or is the default), so one of the two parses.
-      if (::inet_pton(AF_INET, app.bind.c_str(), site.addr.data()) == 1) {
-        site.any = site.addr[0] == 0 && site.addr[1] == 0 && site.addr[2] == 0 && site.addr[3] == 0;
-      } else if (::inet_pton(AF_INET6, app.bind.c_str(), site.addr.data()) == 1) {
-        site.any = std::all_of(site.addr.begin(), site.addr.end(), [](unsigned char b) { return b == 0; });
-      }
-      sites_.push_back(site);
-    }
+    if (port_node && app.port != 0) add_site(path, *at, *port_node, app.port, app.bind);
     apps[name] = std::move(app);
   }
 }

@@ -137,6 +137,28 @@ std::string to_toml(const Config& c) {
     o << "priority = " << s.priority << "\n";
   }
 
+  for (const auto& [name, d] : c.devices) {
+    o << "\n[devices." << key(name) << "]\n";
+    o << "transport = \"" << to_string(d.transport) << "\"\n";
+    o << "path = " << str(d.path) << "\n";
+    o << "baud = " << d.baud << "\n";
+    o << "framing = \"" << to_string(d.framing) << "\"\n";
+    // The loader refuses log_stream on an HDLC port, where it would mean nothing.
+    if (d.framing == DeviceFraming::Console) o << "log_stream = " << str(d.log_stream) << "\n";
+  }
+
+  for (const auto& [name, r] : c.rtstreams) {
+    o << "\n[rtstreams." << key(name) << "]\n";
+    o << "device = " << str(r.device) << "\n";
+    o << "endpoint = " << str(r.endpoint) << "\n";
+    o << "file_name = " << str(r.file_name) << "\n";
+    if (r.port != 0) {
+      o << "port = " << r.port << "\n";
+      o << "bind = " << str(r.bind) << "\n";
+    }
+    o << "mqtt = " << (r.mqtt ? "true" : "false") << "\n";
+  }
+
   o << "\n[spool]\n";
   o << "max_bytes = " << c.spool.max_bytes << "\n";
   o << "max_memory_bytes = " << c.spool.max_memory_bytes << "\n";
@@ -180,6 +202,17 @@ const char* to_string(LogLevel level) {
     case LogLevel::Error: return "error";
   }
   return "info";
+}
+
+const char* to_string(DeviceTransport transport) {
+  switch (transport) {
+    case DeviceTransport::Serial: return "serial";
+  }
+  return "serial";
+}
+
+const char* to_string(DeviceFraming framing) {
+  return framing == DeviceFraming::Console ? "console" : "hdlc";
 }
 
 std::string ConfigIssue::to_string() const {

@@ -16,6 +16,12 @@ using Millis = std::chrono::milliseconds;
 enum class LogLevel { Trace, Debug, Info, Warn, Error };
 enum class Compression { Disabled, Lz4 };
 enum class FsyncPolicy { Batch, Interval, Never };
+// How edgelink reaches a device. Only serial exists; "ble" is recognised and refused
+// with "not supported yet" until the BLE transport lands.
+enum class DeviceTransport { Serial };
+// The byte format on the port (ricrest.md §3.3): plain HDLC on a CommandSerial UART,
+// or OverAscii-wrapped HDLC mixed with log text on a SerialConsole port.
+enum class DeviceFraming { Hdlc, Console };
 
 struct TlsConfig {
   std::string ca_file;    // empty: the system's default CA store
@@ -69,6 +75,39 @@ struct StreamConfig {
   bool operator==(const StreamConfig&) const = default;
 };
 
+inline constexpr const char* kDefaultDeviceLogStream = "device_log";
+// The device refuses a 5th session (ricrest.md §5.1), so more rtstreams per device
+// could never all be open.
+inline constexpr size_t kMaxRtStreamsPerDevice = 4;
+
+// [devices.NAME]: one Raft MCU.
+struct DeviceConfig {
+  std::string name;
+  DeviceTransport transport = DeviceTransport::Serial;
+  // Absolute path of the serial port (a /dev/serial/by-id/... symlink is best). It need
+  // not exist at check time: the transport reopens it on a backoff.
+  std::string path;
+  uint32_t baud = 921600;  // CommandSerial default; SerialConsole ports usually run 115200
+  DeviceFraming framing = DeviceFraming::Hdlc;
+  // Console framing only: each log line the device prints becomes a data point on this
+  // stream. Shared by every console device unless set; points name their device.
+  std::string log_stream = kDefaultDeviceLogStream;
+  bool operator==(const DeviceConfig&) const = default;
+};
+
+// [rtstreams.NAME]: one rtstream session on a device endpoint, bridged to a local TCP
+// port and/or MQTT topics.
+struct RtStreamConfig {
+  std::string name;
+  std::string device;     // a key of Config::devices
+  std::string endpoint;   // the device's REST endpoint, e.g. "upyconsole"
+  std::string file_name;  // ufStart fileName (the session name); defaults to endpoint
+  uint16_t port = 0;      // local TCP listener; 0 = none
+  std::string bind = "127.0.0.1";  // only used with a port
+  bool mqtt = false;      // bridge to MQTT topics as well
+  bool operator==(const RtStreamConfig&) const = default;
+};
+
 struct SpoolConfig {
   uint64_t max_bytes = 256ull << 20;
   uint64_t max_memory_bytes = 16ull << 20;
@@ -94,6 +133,8 @@ struct Config {
   // kActionStatusPriority, topic ".../action/status" unless [streams.action_status] sets it).
   std::map<std::string, StreamConfig> streams;
   StreamConfig default_stream;                  // template for dynamic streams (name empty)
+  std::map<std::string, DeviceConfig> devices;
+  std::map<std::string, RtStreamConfig> rtstreams;  // each names a configured device
   SpoolConfig spool;
   LogConfig log;
 };
@@ -125,5 +166,7 @@ std::string expand_topic(std::string_view topic_template, const Config& config,
                          std::string_view stream = {});
 
 const char* to_string(LogLevel level);
+const char* to_string(DeviceTransport transport);
+const char* to_string(DeviceFraming framing);
 
 }  // namespace edgelink

@@ -52,6 +52,29 @@ priority = 255
 [streams.gps-1]
 [streams.action_status]
 topic = "/s/{tenant_id}"
+[devices.mcu]
+path = "/dev/serial/by-id/usb-1a86_USB_Serial-if00-port0"
+baud = 115200
+framing = "console"
+log_stream = "mcu_log"
+[devices.raw]
+transport = "serial"
+path = "/dev/ttyACM0"
+[rtstreams.console]
+device = "mcu"
+endpoint = "upyconsole"
+file_name = "pyc"
+port = 7001
+bind = "::1"
+mqtt = true
+[rtstreams.telemetry]
+device = "raw"
+endpoint = "telem"
+mqtt = true
+[rtstreams.tcp_only]
+device = "raw"
+endpoint = "cmd"
+port = 7002
 [spool]
 max_bytes = 1000
 max_memory_bytes = 100
@@ -114,6 +137,8 @@ void check_same_except_password(const Config& a, const Config& b) {
   CHECK(a.default_stream.topic == b.default_stream.topic);
   CHECK(a.default_stream.batch_size == b.default_stream.batch_size);
   CHECK(a.default_stream.flush_period == b.default_stream.flush_period);
+  CHECK(a.devices == b.devices);
+  CHECK(a.rtstreams == b.rtstreams);
   CHECK(a.spool.max_bytes == b.spool.max_bytes);
   CHECK(a.spool.max_memory_bytes == b.spool.max_memory_bytes);
   CHECK(a.spool.fsync == b.spool.fsync);
@@ -141,6 +166,8 @@ TEST_CASE("config: to_toml round-trips to an equal config", "[config]") {
   INFO(all_issues(second.errors));
   REQUIRE(second.config);
   CHECK(second.unknown_keys.empty());
+  REQUIRE(second.config->devices.size() == 2);
+  REQUIRE(second.config->rtstreams.size() == 3);
   // to_toml redacts the password, so it is the one field that cannot round-trip.
   check_same_except_password(*first.config, *second.config);
   CHECK(second.config->broker.password == "<redacted>");
@@ -154,6 +181,11 @@ TEST_CASE("config: to_toml round-trips to an equal config", "[config]") {
     c.presence_topic = "/p/\x01";
     c.source = "evil\nname";
     c.tcpapps["a"] = AppConfig{"a", "127.0.0.1", 99, {{"odd \"name\"", Millis{1}}}, 10};
+    c.devices["d"] = DeviceConfig{"d", DeviceTransport::Serial, "/dev/odd \"path\"\\x\n", 57600,
+                                  DeviceFraming::Console, "logs"};
+    c.devices["h"] = DeviceConfig{"h", DeviceTransport::Serial, "/dev/h", 921600, DeviceFraming::Hdlc, "device_log"};
+    c.rtstreams["r"] = RtStreamConfig{"r", "d", "ep", "ep/file name", 0, "127.0.0.1", true};
+    c.rtstreams["s"] = RtStreamConfig{"s", "h", "ep", "ep", 65535, "0.0.0.0", false};
     const std::string out = to_toml(c);
     INFO(out);
     const auto back = load_config_string(out, "x");

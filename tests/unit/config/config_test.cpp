@@ -372,6 +372,7 @@ max = 1
 [log]
 lvl = "x"
 [devices.mcu]
+path = "/dev/ttyUSB0"
 port = "/dev/ttyUSB0"
 [http]
 )";
@@ -394,11 +395,11 @@ port = "/dev/ttyUSB0"
   CHECK(u[5].message == "unknown key 'batchsize' in [streams.s]");
   CHECK(u[6].message == "unknown key 'max' in [spool]");
   CHECK(u[7].message == "unknown key 'lvl' in [log]");
-  CHECK(u[8].message == "unknown key 'devices' at top level");
-  CHECK(u[8].line == 18);
+  CHECK(u[8].message == "unknown key 'port' in [devices.mcu]");
+  CHECK(u[8].line == 20);
   CHECK(u[9].message == "unknown key 'http' at top level");
-  CHECK(u[9].line == 20);
-  CHECK(u[9].to_string() == "test.toml:20:2: unknown key 'http' at top level");
+  CHECK(u[9].line == 21);
+  CHECK(u[9].to_string() == "test.toml:21:2: unknown key 'http' at top level");
 }
 
 TEST_CASE("config: password_file", "[config]") {
@@ -500,4 +501,230 @@ TEST_CASE("config: load_config_file", "[config]") {
   r = load_config_file(bad);
   REQUIRE(r.errors.size() == 1);
   CHECK(r.errors[0].to_string() == bad + ":4:8: broker.port: must be an integer 1..65535, got 0");
+}
+
+namespace {
+// A device on lines 3-4, for the rtstream tests.
+const std::string kDevice = std::string(kIds) + "[devices.m]\npath = \"/dev/ttyACM0\"\n";
+}  // namespace
+
+TEST_CASE("config: devices and rtstreams", "[config][devices]") {
+  const std::string text = std::string(kIds) + R"([devices.mcu]
+transport = "serial"
+path = "/dev/serial/by-id/usb-Espressif_USB_JTAG_serial_debug_unit_F4:12:FA:00:11:22-if00"
+baud = 115200
+framing = "console"
+log_stream = "mcu_log"
+
+[devices.raw]
+path = "/dev/ttyUSB0"
+
+[rtstreams.console]
+device = "mcu"
+endpoint = "upyconsole"
+port = 7001
+
+[rtstreams.telemetry]
+device = "raw"
+endpoint = "telem"
+file_name = "telem-1"
+port = 7002
+bind = "::1"
+mqtt = true
+
+[rtstreams.cmd]
+device = "mcu"
+endpoint = "cmd"
+mqtt = true
+)";
+  const auto r = load(text);
+  INFO(all_issues(r.errors));
+  INFO(all_issues(r.unknown_keys));
+  REQUIRE(r.config);
+  CHECK(r.unknown_keys.empty());
+  const Config& c = *r.config;
+  REQUIRE(c.devices.size() == 2);
+  const DeviceConfig& mcu = c.devices.at("mcu");
+  CHECK(mcu.name == "mcu");
+  CHECK(mcu.transport == DeviceTransport::Serial);
+  CHECK(mcu.path == "/dev/serial/by-id/usb-Espressif_USB_JTAG_serial_debug_unit_F4:12:FA:00:11:22-if00");
+  CHECK(mcu.baud == 115200);
+  CHECK(mcu.framing == DeviceFraming::Console);
+  CHECK(mcu.log_stream == "mcu_log");
+  // Defaults.
+  CHECK(c.devices.at("raw") == DeviceConfig{"raw", DeviceTransport::Serial, "/dev/ttyUSB0", 921600,
+                                            DeviceFraming::Hdlc, "device_log"});
+
+  REQUIRE(c.rtstreams.size() == 3);
+  CHECK(c.rtstreams.at("console") ==
+        RtStreamConfig{"console", "mcu", "upyconsole", "upyconsole", 7001, "127.0.0.1", false});
+  CHECK(c.rtstreams.at("telemetry") == RtStreamConfig{"telemetry", "raw", "telem", "telem-1", 7002, "::1", true});
+  CHECK(c.rtstreams.at("cmd") == RtStreamConfig{"cmd", "mcu", "cmd", "cmd", 0, "127.0.0.1", true});
+
+  // Enum strings are case-insensitive like the other enums; the transport may be spelt out.
+  const auto upper = load(std::string(kIds) + "[devices.d]\npath = \"/x\"\ntransport = \"Serial\"\nframing = \"HDLC\"\n");
+  REQUIRE(upper.config);
+  CHECK(upper.config->devices.at("d").framing == DeviceFraming::Hdlc);
+  // Every rate SerialTransport maps is accepted.
+  for (uint32_t baud : {9600u, 57600u, 230400u, 1000000u, 4000000u}) {
+    const auto b = load(std::string(kIds) + "[devices.d]\npath = \"/x\"\nbaud = " + std::to_string(baud) + "\n");
+    REQUIRE(b.config);
+    CHECK(b.config->devices.at("d").baud == baud);
+  }
+  // Four rtstreams fill a device; the same file_name on two devices is two sessions.
+  std::string four = kDevice + "[devices.n]\npath = \"/dev/ttyACM1\"\n";
+  for (int i = 0; i < 4; ++i)
+    four += "[rtstreams.s" + std::to_string(i) + "]\ndevice = \"m\"\nendpoint = \"e" + std::to_string(i) + "\"\nmqtt = true\n";
+  four += "[rtstreams.other]\ndevice = \"n\"\nendpoint = \"e0\"\nmqtt = true\n";
+  const auto f = load(four);
+  INFO(all_issues(f.errors));
+  CHECK(f.config);
+  // One endpoint, two sessions: distinct file_names make distinct device sessions.
+  CHECK(load(kDevice + "[rtstreams.a]\ndevice = \"m\"\nendpoint = \"e\"\nmqtt = true\n"
+                       "[rtstreams.b]\ndevice = \"m\"\nendpoint = \"e\"\nfile_name = \"e2\"\nmqtt = true\n")
+            .config);
+  // A port with mqtt = false is fine: the TCP side uses it.
+  CHECK(load(kDevice + "[rtstreams.a]\ndevice = \"m\"\nendpoint = \"e\"\nport = 1\nmqtt = false\n").config);
+  // An rtstream and an app may share a port number on different addresses.
+  CHECK(load(kDevice + "[tcpapps.a]\nport = 7000\n[rtstreams.r]\ndevice = \"m\"\nendpoint = \"e\"\nport = 7000\n"
+                       "bind = \"127.0.0.2\"\n")
+            .config);
+}
+
+TEST_CASE("config: device errors", "[config][devices]") {
+  const std::string ids = kIds;
+  require_one_error(ids + "[devices.m]\n", "devices.m.path: required key is missing", 3, 1);
+  require_one_error(ids + "[devices.m]\nbaud = 115200\n", "devices.m.path: required key is missing", 3, 1);
+  require_one_error(ids + "[devices.m]\npath = \"/dev/x\"\ntransport = \"ble\"\n",
+                    "devices.m.transport: \"ble\" is not supported yet; only \"serial\" is", 5, 13);
+  // No follow-on "path missing" for a transport that is refused anyway.
+  require_one_error(ids + "[devices.m]\ntransport = \"BLE\"\n", "not supported yet", 4, 13);
+  require_one_error(ids + "[devices.m]\npath = \"/dev/x\"\ntransport = \"usb\"\n",
+                    "devices.m.transport: must be \"serial\" (\"ble\" is planned), got \"usb\"", 5, 13);
+  require_one_error(ids + "[devices.m]\npath = \"/dev/x\"\ntransport = 1\n",
+                    "devices.m.transport: must be a string, got an integer", 5, 13);
+  require_one_error(ids + "[devices.m]\npath = \"ttyUSB0\"\n",
+                    "devices.m.path: must be an absolute path like \"/dev/serial/by-id/...\", got \"ttyUSB0\"", 4, 8);
+  require_one_error(ids + "[devices.m]\npath = \"\"\n", "devices.m.path: must be a non-empty string", 4, 8);
+  require_one_error(ids + "[devices.m]\npath = \"/dev/a\\u0000b\"\n", "must not contain NUL", 4, 8);
+  require_one_error(ids + "[devices.m]\npath = \"/x\"\nbaud = 12345\n",
+                    "devices.m.baud: 12345 is not a supported baud rate; use one of 9600, 19200, 38400, 57600, "
+                    "115200, 230400, 460800, 500000, 576000, 921600, 1000000, 1152000, 1500000, 2000000, "
+                    "2500000, 3000000, 3500000, 4000000",
+                    5, 8);
+  require_one_error(ids + "[devices.m]\npath = \"/x\"\nbaud = 0\n", "devices.m.baud: must be an integer 1..4294967295, got 0", 5, 8);
+  require_one_error(ids + "[devices.m]\npath = \"/x\"\nbaud = 4294967296\n", "must be an integer 1..4294967295", 5, 8);
+  require_one_error(ids + "[devices.m]\npath = \"/x\"\nbaud = \"115200\"\n", "got a string", 5, 8);
+  require_one_error(ids + "[devices.m]\npath = \"/x\"\nframing = \"raw\"\n",
+                    "devices.m.framing: must be one of \"hdlc\", \"console\", got \"raw\"", 5, 11);
+  require_one_error(ids + "[devices.m]\npath = \"/x\"\nframing = \"console\"\nlog_stream = \"bad name\"\n",
+                    "devices.m.log_stream: a stream name must be 1..64 letters, digits, '_' or '-', got \"bad name\"",
+                    6, 14);
+  require_one_error(ids + "[devices.m]\npath = \"/x\"\nframing = \"console\"\nlog_stream = \"a/b\"\n",
+                    "a stream name must be", 6, 14);
+  require_one_error(ids + "[devices.m]\npath = \"/x\"\nframing = \"console\"\nlog_stream = \"action_status\"\n",
+                    "devices.m.log_stream: \"action_status\" is the built-in action status stream", 6, 14);
+  require_one_error(ids + "[devices.m]\npath = \"/x\"\nframing = \"console\"\nlog_stream = \"\"\n",
+                    "devices.m.log_stream: must be a non-empty string", 6, 14);
+  require_one_error(ids + "[devices.m]\npath = \"/x\"\nlog_stream = \"logs\"\n",
+                    "devices.m.log_stream: only used with framing = \"console\"", 5, 14);
+  require_one_error(ids + "[devices.m]\npath = \"/x\"\nframing = \"hdlc\"\nlog_stream = \"logs\"\n",
+                    "only used with framing", 6, 14);
+  // A bad framing is reported once, without a follow-on about log_stream.
+  require_one_error(ids + "[devices.m]\npath = \"/x\"\nframing = 3\nlog_stream = \"logs\"\n",
+                    "devices.m.framing: must be one of", 5, 11);
+  require_one_error(ids + "[devices.\"a b\"]\npath = \"/x\"\n", "devices.\"a b\": device name must be 1..64", 3, 10);
+  require_one_error(ids + "[devices.\"a+b\"]\npath = \"/x\"\n", "device name must be", 3, 10);
+  require_one_error(ids + "devices = 1\n", "devices: must be a table, got an integer", 3, 11);
+  require_one_error(ids + "devices.m = \"/dev/x\"\n", "devices.m: must be a table, got a string", 3, 13);
+  require_one_error(ids + "[devices.a]\npath = \"/dev/x\"\n[devices.b]\npath = \"/dev/x\"\n",
+                    "devices.b.path: \"/dev/x\" is already used by devices.a", 6, 8);
+  // The later one in the file gets the error, whatever the names sort as.
+  require_one_error(ids + "[devices.z]\npath = \"/dev/x\"\n[devices.a]\npath = \"/dev/x\"\n",
+                    "devices.a.path: \"/dev/x\" is already used by devices.z", 6, 8);
+}
+
+TEST_CASE("config: rtstream errors", "[config][devices]") {
+  const std::string d = kDevice;  // lines 1-4; [rtstreams.r] is line 5
+  require_one_error(d + "[rtstreams.r]\nendpoint = \"e\"\nmqtt = true\n", "rtstreams.r.device: required key is missing", 5, 1);
+  require_one_error(d + "[rtstreams.r]\ndevice = \"m\"\nmqtt = true\n", "rtstreams.r.endpoint: required key is missing", 5, 1);
+  require_one_error(d + "[rtstreams.r]\ndevice = \"nope\"\nendpoint = \"e\"\nmqtt = true\n",
+                    "rtstreams.r.device: no device \"nope\" is configured in [devices]", 6, 10);
+  require_one_error(kIds + std::string("[rtstreams.r]\ndevice = \"m\"\nendpoint = \"e\"\nmqtt = true\n"),
+                    "no device \"m\" is configured", 4, 10);
+  require_one_error(d + "[rtstreams.r]\ndevice = 5\nendpoint = \"e\"\nmqtt = true\n",
+                    "rtstreams.r.device: must be a string, got an integer", 6, 10);
+  require_one_error(d + "[rtstreams.r]\ndevice = \"m\"\nendpoint = \"e\"\n",
+                    "rtstreams.r: needs a port, mqtt = true, or both", 5, 1);
+  require_one_error(d + "[rtstreams.r]\ndevice = \"m\"\nendpoint = \"e\"\nmqtt = false\n",
+                    "rtstreams.r: needs a port, mqtt = true, or both", 8, 8);
+  require_one_error(d + "[rtstreams.r]\ndevice = \"m\"\nendpoint = \"e\"\nmqtt = \"yes\"\n",
+                    "rtstreams.r.mqtt: must be a boolean (true or false), got a string", 8, 8);
+  require_one_error(d + "[rtstreams.r]\ndevice = \"m\"\nendpoint = \"e\"\nmqtt = true\nbind = \"0.0.0.0\"\n",
+                    "rtstreams.r.bind: only used with a port", 9, 8);
+  require_one_error(d + "[rtstreams.r]\ndevice = \"m\"\nendpoint = \"e\"\nport = 7000\nbind = \"localhost\"\n",
+                    "rtstreams.r.bind: must be an IPv4 or IPv6 address literal, got \"localhost\"", 9, 8);
+  require_one_error(d + "[rtstreams.r]\ndevice = \"m\"\nendpoint = \"e\"\nport = 0\n",
+                    "rtstreams.r.port: must be an integer 1..65535, got 0", 8, 8);
+  require_one_error(d + "[rtstreams.r]\ndevice = \"m\"\nendpoint = \"e\"\nport = 65536\n", "got 65536", 8, 8);
+  require_one_error(d + "[rtstreams.r]\ndevice = \"m\"\nendpoint = \"\"\nmqtt = true\n",
+                    "rtstreams.r.endpoint: must be a non-empty string", 7, 12);
+  require_one_error(d + "[rtstreams.r]\ndevice = \"m\"\nendpoint = \"a\\\"b\"\nmqtt = true\n",
+                    "rtstreams.r.endpoint: must not contain quotes, backslashes or control characters, got \"a\\\"b\"",
+                    7, 12);
+  require_one_error(d + "[rtstreams.r]\ndevice = \"m\"\nendpoint = 'a\\b'\nmqtt = true\n", "must not contain quotes", 7, 12);
+  require_one_error(d + "[rtstreams.r]\ndevice = \"m\"\nendpoint = \"a\\tb\"\nmqtt = true\n", "control characters", 7, 12);
+  require_one_error(d + "[rtstreams.r]\ndevice = \"m\"\nendpoint = \"a\\u007fb\"\nmqtt = true\n", "control characters", 7, 12);
+  require_one_error(d + "[rtstreams.r]\ndevice = \"m\"\nendpoint = \"" + std::string(65, 'e') + "\"\nmqtt = true\n",
+                    "rtstreams.r.endpoint: must be at most 64 bytes, got 65", 7, 12);
+  require_one_error(d + "[rtstreams.r]\ndevice = \"m\"\nendpoint = \"e\"\nfile_name = \"\"\nmqtt = true\n",
+                    "rtstreams.r.file_name: must be a non-empty string", 8, 13);
+  require_one_error(d + "[rtstreams.r]\ndevice = \"m\"\nendpoint = \"e\"\nfile_name = \"a\\nb\"\nmqtt = true\n",
+                    "rtstreams.r.file_name: must not contain", 8, 13);
+  require_one_error(d + "[rtstreams.\"a/b\"]\ndevice = \"m\"\nendpoint = \"e\"\nmqtt = true\n",
+                    "rtstreams.\"a/b\": rtstream name must be 1..64 letters, digits, '_' or '-'", 5, 12);
+  require_one_error(d + "[rtstreams.\"a#\"]\ndevice = \"m\"\nendpoint = \"e\"\nmqtt = true\n", "rtstream name must be", 5, 12);
+  require_one_error(d + "[rtstreams.\"+\"]\ndevice = \"m\"\nendpoint = \"e\"\nmqtt = true\n", "rtstream name must be", 5, 12);
+  require_one_error(kIds + std::string("rtstreams = []\n"), "rtstreams: must be a table, got an array", 3, 13);
+  require_one_error(kIds + std::string("rtstreams.r = 1\n"), "rtstreams.r: must be a table, got an integer", 3, 15);
+
+  // A device with a bad value still exists: its rtstreams get no follow-on error.
+  require_one_error(std::string(kIds) + "[devices.m]\npath = \"/x\"\nbaud = 7\n"
+                                        "[rtstreams.r]\ndevice = \"m\"\nendpoint = \"e\"\nmqtt = true\n",
+                    "devices.m.baud", 5, 8);
+}
+
+TEST_CASE("config: rtstreams across sections", "[config][devices]") {
+  const std::string d = kDevice;
+  auto stream = [](const std::string& name, const std::string& extra) {
+    return "[rtstreams." + name + "]\ndevice = \"m\"\nendpoint = \"" + name + "\"\n" + extra;
+  };
+  // The 5th rtstream of a device (in file order) is refused at its device key.
+  std::string five = d;
+  for (const char* n : {"e", "d", "c", "b"}) five += stream(n, "mqtt = true\n");
+  require_one_error(five + stream("a", "mqtt = true\n"),
+                    "rtstreams.a.device: device \"m\" already has 4 rtstreams, the most its sessions allow", 22, 10);
+
+  // One file_name on one device would be one device session (ufStart restart, §5.1).
+  require_one_error(d + stream("a", "mqtt = true\n") + "[rtstreams.b]\ndevice = \"m\"\nendpoint = \"a\"\nmqtt = true\n",
+                    "rtstreams.b: file_name \"a\" is already used on device \"m\" by rtstreams.a", 11, 12);
+  require_one_error(d + stream("a", "mqtt = true\n") + stream("b", "file_name = \"a\"\nmqtt = true\n"),
+                    "rtstreams.b: file_name \"a\" is already used on device \"m\" by rtstreams.a", 12, 13);
+
+  // Ports clash with each other and with apps, whichever comes first in the file.
+  require_one_error(d + stream("a", "port = 7000\n") + stream("b", "port = 7000\n"),
+                    "rtstreams.b.port: 127.0.0.1 port 7000 overlaps rtstreams.a (127.0.0.1 port 7000)", 12, 8);
+  require_one_error(d + "[tcpapps.app]\nport = 7000\n" + stream("r", "port = 7000\nbind = \"0.0.0.0\"\n"),
+                    "rtstreams.r.port: 0.0.0.0 port 7000 overlaps tcpapps.app (127.0.0.1 port 7000)", 10, 8);
+  require_one_error(d + stream("r", "port = 7000\n") + "[tcpapps.app]\nport = 7000\n",
+                    "tcpapps.app.port: 127.0.0.1 port 7000 overlaps rtstreams.r", 10, 8);
+}
+
+TEST_CASE("config: unknown keys in devices and rtstreams", "[config][devices]") {
+  const auto r = load(kDevice + "baudrate = 1\n[rtstreams.r]\ndevice = \"m\"\nendpoint = \"e\"\nmqtt = true\nprot = 1\n");
+  INFO(all_issues(r.errors));
+  REQUIRE(r.config);
+  REQUIRE(r.unknown_keys.size() == 2);
+  CHECK(r.unknown_keys[0].to_string() == "test.toml:5:1: unknown key 'baudrate' in [devices.m]");
+  CHECK(r.unknown_keys[1].to_string() == "test.toml:10:1: unknown key 'prot' in [rtstreams.r]");
 }
