@@ -237,6 +237,7 @@ void MqttLink::on_connect_result(bool ok, std::string error) {
     on_connection_lost(e.what());
     return;
   }
+  if (callbacks_.on_online) callbacks_.on_online(true);
   pump();
 }
 
@@ -248,6 +249,7 @@ void MqttLink::on_connection_lost(std::string cause) {
             " unacknowledged publishes will be sent again");
   ++generation_;
   outbox_.requeue_all();
+  if (callbacks_.on_online) callbacks_.on_online(false);
   try {
     if (client_->is_connected()) client_->disconnect(0, nullptr, listener_->ignore);
   } catch (const mqtt::exception&) {
@@ -338,6 +340,7 @@ void MqttLink::reconfigure(const Config& config) {
   reconnect_timer_.cancel();
   ++generation_;
   outbox_.requeue_all();
+  if (callbacks_.on_online) callbacks_.on_online(false);
   close_client();
   state_ = State::Disconnected;
   attempt_ = 0;

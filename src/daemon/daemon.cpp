@@ -28,6 +28,7 @@ Daemon::Daemon(asio::io_context& io, Config config)
             MqttLink::Callbacks{
                 [this](std::string, std::string payload) { on_action_message(payload); },
                 [this] { on_acked(); },
+                [this](bool online) { outbox_.set_online(online); },
             }),
       status_server_(io, [this] { return status_json(); }),
       signals_(io, SIGTERM, SIGINT, SIGHUP),
@@ -39,7 +40,12 @@ Daemon::Daemon(asio::io_context& io, Config config)
       action_timer_(io, [this] { expire_actions(); }),
       watchdog_timer_(io),
       stats_timer_(io),
-      shutdown_timer_(io) {}
+      shutdown_timer_(io),
+      spool_retry_timer_(io),
+      rate_timer_(io) {
+  // Until the broker is known to be reachable, batches are written to disk.
+  outbox_.set_online(false);
+}
 
 Daemon::~Daemon() = default;
 
@@ -51,6 +57,7 @@ std::vector<std::string> Daemon::start() {
     errors.push_back("persistence_path " + config_.persistence_path + ": cannot create it: " + fs_ec.message());
   else if (auto e = status_server_.open(status_socket_path(config_.persistence_path)); !e.empty())
     errors.push_back(e);
+  if (errors.empty()) open_spool();
   for (auto& e : app_server_.apply(config_.tcpapps)) errors.push_back(std::move(e));
   if (!errors.empty()) {
     app_server_.close();
@@ -62,6 +69,7 @@ std::vector<std::string> Daemon::start() {
   link_.start();
   start_watchdog();
   schedule_stats();
+  sample_rates();
   log::info(kLog, "edgelink ", EDGELINK_VERSION, " running as ", config_.project_id, "/", config_.device_id);
   notify_systemd("READY=1\nSTATUS=running");
   return errors;
@@ -81,6 +89,51 @@ void Daemon::on_batch(Batch&& batch) {
   e.points = batch.points;
   e.priority = batch.priority;
   outbox_.push(std::move(e));
+  link_.pump();
+}
+
+void Daemon::open_spool() {
+  DiskSpoolOptions o;
+  o.dir = (std::filesystem::path(config_.persistence_path) / "spool").string();
+  o.identity = {config_.project_id, config_.device_id};
+  o.max_bytes = config_.spool.max_bytes;
+  o.fsync = config_.spool.fsync;
+  DiskSpool::Callbacks cb;
+  cb.on_recovered = [this](const SpoolRecovery& r) {
+    if (r.records || r.corrupt || r.truncated || !r.quarantined.empty())
+      log::info(kLog, "spool: ", r.records, " batches to replay from ", r.segments, " segments (", r.acked,
+                " already acknowledged, ", r.corrupt, " corrupt and ", r.truncated, " truncated records skipped)");
+    for (const auto& q : r.quarantined)
+      log::warn(kLog, "spool: ", spool_->options().dir, "/quarantine/", q.file, " is kept aside, not published: ",
+                q.reason);
+    if (!r.dropped.empty()) on_spool_dropped(r.dropped);
+  };
+  cb.on_dropped = [this](const std::vector<SpoolDrop>& drops) { on_spool_dropped(drops); };
+  cb.on_error = [this](const std::string& what) { on_spool_error(what); };
+  spool_ = std::make_unique<DiskSpool>(io_, outbox_, std::move(o), std::move(cb));
+  outbox_.set_spool(spool_.get(), [this] { link_.pump(); });
+  spool_->open();
+}
+
+void Daemon::on_spool_error(const std::string& what) {
+  log::error(kLog, "spool: ", what, "; batches stay in memory (", outbox_.max_bytes(),
+             " bytes at most, then the apps are paused) until the disk works again");
+  // The Outbox stopped writing; offer it the disk again later.
+  spool_retry_timer_.expires_after(spool_->options().retry_interval);
+  spool_retry_timer_.async_wait([this](asio::error_code ec) {
+    if (ec) return;
+    outbox_.set_spool_healthy(true);
+    if (!stopping_) app_server_.resume();
+  });
+  if (outbox_.below_low_water()) app_server_.resume();
+}
+
+void Daemon::on_spool_dropped(const std::vector<SpoolDrop>& drops) {
+  std::map<std::string, uint64_t> by_stream;
+  for (const auto& d : drops) ++by_stream[d.stream];
+  for (const auto& [stream, n] : by_stream)
+    log::limited(limiter_, "spool-drop", LogLevel::Warn, kLog, "spool full (", config_.spool.max_bytes,
+                 " bytes): dropped the ", n, " oldest batches of stream ", stream);
   link_.pump();
 }
 
@@ -163,35 +216,56 @@ void Daemon::shutdown() {
   app_server_.close();
   batcher_.flush_all();
   link_.pump();
+  // Everything not acknowledged goes to disk now, so the drain below can end early
+  // and a kill during it loses nothing.
+  outbox_.spool_all();
   shutdown_deadline_ = SteadyClock::now() + config_.shutdown_timeout;
   log::info(kLog, "stopping: waiting up to ", config_.shutdown_timeout.count(), " ms for ",
             outbox_.queued() + outbox_.in_flight(), " publishes to be acknowledged");
   wait_for_drain();
 }
 
+bool Daemon::drained() const {
+  if (outbox_.empty()) return true;
+  // Everything left is on disk: waiting for PUBACKs is only worth it while connected.
+  bool on_disk = outbox_.writing() == 0 && outbox_.memory_only() == 0;
+  return on_disk && link_.state() != MqttLink::State::Connected;
+}
+
 void Daemon::wait_for_drain() {
-  if (!outbox_.empty() && SteadyClock::now() < shutdown_deadline_) {
+  outbox_.spool_all();
+  if (!drained() && SteadyClock::now() < shutdown_deadline_) {
     shutdown_timer_.expires_after(std::chrono::milliseconds(20));
     shutdown_timer_.async_wait([this](asio::error_code ec) {
       if (!ec) wait_for_drain();
     });
     return;
   }
-  if (!outbox_.empty())
-    log::warn(kLog, outbox_.queued() + outbox_.in_flight(), " publishes (", outbox_.bytes(),
-              " bytes) were not acknowledged before shutdown_timeout and are lost");
+  if (size_t lost = outbox_.memory_only() + outbox_.writing())
+    log::error(kLog, lost, " publishes were neither acknowledged nor written to the spool before shutdown_timeout",
+               " and are lost");
+  if (size_t kept = outbox_.queued() + outbox_.in_flight() - outbox_.memory_only() - outbox_.writing())
+    log::info(kLog, kept, " publishes are kept in the spool for the next start");
+  spool_retry_timer_.cancel();
   flush_timer_.cancel();
   action_timer_.cancel();
   watchdog_timer_.cancel();
   stats_timer_.cancel();
+  rate_timer_.cancel();
   signals_.cancel();
   status_server_.close();
   // Nothing else is pending now; keep run() going until Paho's disconnect completes.
   auto guard = std::make_shared<asio::executor_work_guard<asio::io_context::executor_type>>(io_.get_executor());
   link_.stop([this, guard] {
-    log::info(kLog, "stopped");
-    guard->reset();
-    io_.stop();
+    auto finish = [this, guard] {
+      log::info(kLog, "stopped");
+      guard->reset();
+      io_.stop();
+    };
+    if (spool_)
+      spool_->flush(finish);  // acks of the last PUBACKs, and an fsync whatever the policy
+    else
+      finish();
   });
 }
 
@@ -209,8 +283,19 @@ void Daemon::reload() {
   Config next = std::move(*r.config);
   if (next.persistence_path != config_.persistence_path)
     log::warn(kLog, "persistence_path changes take effect at the next restart");
+  if (next.project_id != config_.project_id || next.device_id != config_.device_id) {
+    // The spool and every queued topic belong to the identity the daemon started with.
+    log::warn(kLog, "project_id/device_id changes take effect at the next restart");
+    next.project_id = config_.project_id;
+    next.device_id = config_.device_id;
+  }
+  if (next.spool.fsync != config_.spool.fsync) {
+    log::warn(kLog, "[spool] fsync changes take effect at the next restart");
+    next.spool.fsync = config_.spool.fsync;
+  }
   log::set_level(next.log.level);
   outbox_.set_max_bytes(next.spool.max_memory_bytes);
+  if (spool_ && next.spool.max_bytes != config_.spool.max_bytes) spool_->set_max_bytes(next.spool.max_bytes);
   batcher_.reconfigure(next);
   router_ = ActionRouter(next);
   for (const auto& e : app_server_.apply(next.tcpapps)) log::error(kLog, e);
@@ -257,9 +342,22 @@ void Daemon::log_stats() {
   uint64_t points = 0;
   for (const auto& s : batcher_.streams()) points += s.counters.points;
   log::info(kLog, "broker ", link_.state_name(), ", points ", points, ", published ", lc.published, ", acked ",
-            lc.acked, ", queued ", outbox_.queued(), " (", outbox_.bytes(), " bytes), actions in flight ",
-            tracker_.size(), ", timed out ", action_counters_.timed_out);
+            lc.acked, ", queued ", outbox_.queued(), " (", outbox_.bytes(), " bytes in memory), spool ",
+            spool_ ? spool_->stats().bytes : 0, " bytes with ", outbox_.backlog(), " batches to replay, dropped ",
+            outbox_.counters().dropped_total(), ", actions in flight ", tracker_.size(), ", timed out ",
+            action_counters_.timed_out);
   schedule_stats();
+}
+
+void Daemon::sample_rates() {
+  constexpr auto kPeriod = std::chrono::seconds(5);
+  uint64_t replayed = outbox_.counters().replayed;
+  replay_rate_ = static_cast<double>(replayed - last_replayed_) / static_cast<double>(kPeriod.count());
+  last_replayed_ = replayed;
+  rate_timer_.expires_after(kPeriod);
+  rate_timer_.async_wait([this](asio::error_code ec) {
+    if (!ec) sample_rates();
+  });
 }
 
 void Daemon::schedule_stats() {

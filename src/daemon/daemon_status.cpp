@@ -5,6 +5,16 @@
 #include "edgelink/daemon/daemon.hpp"
 
 namespace edgelink {
+namespace {
+const char* fsync_name(FsyncPolicy f) {
+  switch (f) {
+    case FsyncPolicy::Batch: return "batch";
+    case FsyncPolicy::Interval: return "interval";
+    case FsyncPolicy::Never: return "never";
+  }
+  return "batch";
+}
+}  // namespace
 
 std::string Daemon::status_json() const {
   rapidjson::StringBuffer buf;
@@ -49,8 +59,60 @@ std::string Daemon::status_json() const {
   key_u64("pushed", outbox_.counters().pushed);
   key_u64("acked", outbox_.counters().acked);
   key_u64("resent", outbox_.counters().requeued);
+  key_u64("memory_only", outbox_.memory_only());
+  key_u64("pinned_bytes", outbox_.pinned_bytes());
   w.Key("accepting");
   w.Bool(outbox_.accepting());
+  w.EndObject();
+
+  w.Key("spool");
+  w.StartObject();
+  const OutboxCounters& oc = outbox_.counters();
+  const DiskSpoolStats* ss = spool_ ? &spool_->stats() : nullptr;
+  key_str("dir", spool_ ? spool_->options().dir : "");
+  w.Key("open");
+  w.Bool(ss && ss->open);
+  key_u64("bytes", ss ? ss->bytes : 0);
+  key_u64("max_bytes", config_.spool.max_bytes);
+  key_u64("segments", ss ? ss->segments : 0);
+  key_u64("records", ss ? ss->records : 0);
+  key_u64("backlog", outbox_.backlog());
+  key_u64("writing", outbox_.writing());
+  key_u64("spooled", oc.spooled);
+  key_u64("restored", oc.restored);
+  key_u64("loads", oc.loads);
+  key_u64("replayed", oc.replayed);
+  w.Key("replay_rate");
+  w.Double(replay_rate_);
+  key_u64("write_failures", oc.write_failures);
+  key_u64("evicted_payloads", oc.evicted_payloads);
+  key_u64("dropped", oc.dropped_total());
+  w.Key("drops");
+  w.StartArray();
+  for (const auto& [key, n] : oc.dropped) {
+    w.StartObject();
+    key_str("stream", key.first);
+    key_str("reason", key.second);
+    key_u64("count", n);
+    w.EndObject();
+  }
+  w.EndArray();
+  key_u64("corrupt_records", ss ? ss->counters.corrupt_records : 0);
+  key_u64("truncated_records", ss ? ss->counters.truncated_records : 0);
+  key_u64("quarantined_segments", ss ? ss->counters.quarantined_segments : 0);
+  key_u64("io_errors", ss ? ss->io_errors : 0);
+  key_str("last_error", ss ? ss->last_error : "");
+  w.Key("fsync");
+  w.StartObject();
+  key_str("policy", fsync_name(config_.spool.fsync));
+  key_u64("count", ss ? ss->fsyncs : 0);
+  w.Key("last_ms");
+  w.Double(ss ? ss->fsync_last_ms : 0.0);
+  w.Key("max_ms");
+  w.Double(ss ? ss->fsync_max_ms : 0.0);
+  w.Key("mean_ms");
+  w.Double(ss && ss->fsyncs ? ss->fsync_total_ms / static_cast<double>(ss->fsyncs) : 0.0);
+  w.EndObject();
   w.EndObject();
 
   w.Key("apps");

@@ -1,6 +1,7 @@
 """The local app protocol (spec/app-protocol.md) against the real binary: one client per
 port, line limits, error reports and counters, CRLF, the `id` alias, back-pressure."""
 import json
+import os
 import select
 import signal
 import socket
@@ -288,8 +289,14 @@ def test_action_status_id_alias_is_normalized(make_edgelink, broker, sub):
 
 
 def test_backpressure_blocks_app_and_loses_nothing(make_edgelink, broker, workdir):
-    """With the broker down and a small memory budget the app's writes stall (no drop); after reconnect every point arrives in order."""
-    el = make_edgelink(spool={"max_memory_bytes": 20000}, streams={"imu": {"batch_size": 10, "flush_period": 0.2}})
+    """With the broker down, no usable disk spool and a small memory budget the app's writes stall (no drop);
+    after reconnect every point arrives in order."""
+    el = make_edgelink(start=False, spool={"max_memory_bytes": 20000},
+                       streams={"imu": {"batch_size": 10, "flush_period": 0.2}})
+    os.makedirs(el.config["persistence_path"], exist_ok=True)
+    with open(os.path.join(el.config["persistence_path"], "spool"), "w") as f:
+        f.write("a file where the spool directory should be\n")
+    el.start()
     wait_for(lambda: el.status()["broker"]["state"] == "connected", what="broker connection")
     broker.stop()
     wait_for(lambda: el.status()["broker"]["state"] != "connected", what="edgelink to notice the broker is gone")

@@ -43,6 +43,8 @@ class MqttLink {
   struct Callbacks {
     std::function<void(std::string topic, std::string payload)> on_message;
     std::function<void()> on_acked;  // the outbox shrank
+    // Connected (true) or lost / reconfigured (false); the Outbox spools while offline.
+    std::function<void(bool)> on_online;
   };
 
   MqttLink(asio::io_context& io, const Config& config, Outbox& outbox, Callbacks callbacks);

@@ -18,6 +18,7 @@
 #include "edgelink/broker/mqtt_link.hpp"
 #include "edgelink/config/config.hpp"
 #include "edgelink/daemon/status_server.hpp"
+#include "edgelink/outbox/disk_spool.hpp"
 #include "edgelink/outbox/outbox.hpp"
 #include "edgelink/streams/stream_batcher.hpp"
 #include "edgelink/util/deadline_timer.hpp"
@@ -50,16 +51,22 @@ class Daemon : public AppSink {
                    const std::vector<std::string>& errors, std::optional<uint64_t> timestamp_ms = {});
   void expire_actions();
   void on_acked();
+  void open_spool();
+  void on_spool_error(const std::string& what);
+  void on_spool_dropped(const std::vector<SpoolDrop>& drops);
+  bool drained() const;
   void wait_for_drain();
   void wait_for_signal();
   void start_watchdog();
   void watchdog_tick();
   void log_stats();
   void schedule_stats();
+  void sample_rates();
 
   asio::io_context& io_;
   Config config_;
   Outbox outbox_;
+  std::unique_ptr<DiskSpool> spool_;  // opened by start(), under persistence_path/spool
   StreamBatcher batcher_;
   ActionRouter router_;
   ActionTracker tracker_;
@@ -69,7 +76,9 @@ class Daemon : public AppSink {
   StatusServer status_server_;
   asio::signal_set signals_;
   DeadlineTimer flush_timer_, action_timer_;
-  asio::steady_timer watchdog_timer_, stats_timer_, shutdown_timer_;
+  asio::steady_timer watchdog_timer_, stats_timer_, shutdown_timer_, spool_retry_timer_, rate_timer_;
+  uint64_t last_replayed_ = 0;
+  double replay_rate_ = 0;  // spooled batches acknowledged per second, over the last 5 s
   TimePoint shutdown_deadline_{};
   std::chrono::microseconds watchdog_interval_{0};
   uint32_t status_sequence_ = 0;
