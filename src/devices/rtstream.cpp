@@ -223,6 +223,18 @@ size_t RtStream::write(std::span<const uint8_t> bytes) {
   return n;
 }
 
+bool RtStream::write_all(std::span<const uint8_t> bytes) {
+  const bool fits = queue_.empty() || queue_.size() + bytes.size() <= options_.max_queue_bytes;
+  if (state_ == RtStreamState::Closed || !fits) {
+    counters_.write_refused += bytes.size();
+    if (state_ != RtStreamState::Closed) want_writable_ = true;
+    return false;
+  }
+  queue_.insert(queue_.end(), bytes.begin(), bytes.end());
+  counters_.bytes_written += bytes.size();
+  return true;
+}
+
 void RtStream::maybe_writable() {
   if (!want_writable_ || queue_.size() > options_.max_queue_bytes / 2) return;
   want_writable_ = false;

@@ -44,9 +44,9 @@ struct DeviceSessionsOptions {
 };
 
 struct DeviceSessionsCounters {
-  uint64_t device_resets = 0;      // every cause below
+  uint64_t device_resets = 0;      // REPORTs, transport losses and streamID collisions
   uint64_t reset_reports = 0;      // shutdown REPORTs
-  uint64_t reset_reconnects = 0;   // transport came back up
+  uint64_t reset_reconnects = 0;   // transport up transitions (the first connect included)
   uint64_t id_collisions = 0;      // a new streamID already held by another stream
   uint64_t notices_routed = 0;
   uint64_t notices_unrouted = 0;   // ufBlock notices for no stream of ours (stale or foreign)

@@ -155,6 +155,10 @@ class RtStream {
   // Queues bytes for the device. Returns how many were accepted (0 when Closed or
   // full); bytes past the cap are refused, and on_writable fires once it has room.
   size_t write(std::span<const uint8_t> bytes);
+  // All or nothing, for callers that hold a refused chunk (the TCP bridge): true when
+  // every byte was queued. A chunk is taken when it fits, or when the queue is empty
+  // (so one larger than the cap cannot stall forever). On false, on_writable follows.
+  bool write_all(std::span<const uint8_t> bytes);
   bool writable() const { return state_ != RtStreamState::Closed && queue_.size() < options_.max_queue_bytes; }
   size_t queued_bytes() const { return queue_.size(); }
 

@@ -769,6 +769,31 @@ TEST_CASE("rtstream: a full write queue refuses and says when it has room", "[rt
   CHECK(st.writable_calls == 1);
 }
 
+TEST_CASE("rtstream: write_all takes a chunk whole or not at all", "[rtstream]") {
+  RtStreamOptions o;
+  o.max_queue_bytes = 1000;
+  Rig rig;
+  auto& st = rig.add("upyconsole", "upyconsole", o);
+  CHECK_FALSE(st.s->write_all(text("x")));  // closed
+  st.s->open(rig.now);
+  const Bytes big = pattern(1500, 15), small = pattern(600, 16);
+  CHECK(st.s->write_all(big));  // larger than the cap, but the queue is empty
+  CHECK_FALSE(st.s->write_all(small));
+  CHECK(st.s->queued_bytes() == 1500);
+  bool resumed = false;
+  rig.run_until(rig.now + 10s, [&] {
+    if (!resumed && st.writable_calls == 1) {  // what the bridge's resume_input() does
+      REQUIRE(st.s->write_all(small));
+      resumed = true;
+    }
+  });
+  CHECK(resumed);
+  CHECK(st.writable_calls == 1);
+  Bytes all = big;
+  all.insert(all.end(), small.begin(), small.end());
+  CHECK(rig.dev.endpoint_data("upyconsole") == all);
+}
+
 TEST_CASE("rtstream: close sends ufEnd, stops keepalives and drops its output", "[rtstream]") {
   Rig rig;
   auto& st = rig.add("upyconsole");
