@@ -40,9 +40,10 @@ void Outbox::set_max_bytes(uint64_t n) {
 }
 
 void Outbox::index(const OutboxEntry& e) {
-  if (!queued(e)) return;
+  // In flight too: writing a payload that Paho also holds frees nothing now, but lets it
+  // leave memory at once if the connection drops; only eviction must wait for requeue.
   if (e.disk == Disk::None) writable_.emplace(e.priority, e.id);
-  if (e.disk == Disk::Written && e.payload && !e.prefetched) evictable_.emplace(e.priority, e.id);
+  if (queued(e) && e.disk == Disk::Written && e.payload && !e.prefetched) evictable_.emplace(e.priority, e.id);
 }
 
 void Outbox::unindex(const OutboxEntry& e) {
@@ -57,7 +58,7 @@ void Outbox::enqueue(OutboxEntry& e) {
 }
 
 void Outbox::unqueue(OutboxEntry& e) {
-  unindex(e);
+  evictable_.erase({e.priority, e.id});
   Lane& lane = lane_of(e);
   auto it = lane.find(e.priority);
   if (it == lane.end() || it->second.erase(e.id) == 0) return;
@@ -82,6 +83,7 @@ void Outbox::drop_payload(OutboxEntry& e) {
 void Outbox::erase(std::unordered_map<uint64_t, OutboxEntry>::iterator it) {
   OutboxEntry& e = it->second;
   if (queued(e)) unqueue(e);
+  unindex(e);
   inflight_.erase(e.id);
   drop_payload(e);
   if (e.loading) --loading_;
@@ -278,6 +280,7 @@ void Outbox::on_dropped(uint64_t spool_id, const std::string& stream, const std:
     e.disk = Disk::None;
     e.spool_id = 0;
     pinned_bytes_ += cost(e);
+    index(e);
     return;
   }
   ++counters_.dropped[{stream, reason}];
@@ -327,17 +330,23 @@ void Outbox::balance() {
 
 void Outbox::prefetch() {
   if (!spool_ || backlog_count_ == 0) return;
+  // Read ahead at most prefetch_ entries, and only while memory has room (one at a
+  // time when it has none, so the backlog still moves).
+  auto room = [this] {
+    size_t ahead = loading_ + prefetched_;
+    return ahead < prefetch_ && (ahead == 0 || mem_bytes_ < max_bytes_);
+  };
   for (auto& [priority, ids] : backlog_) {
     size_t looked = 0;
     for (uint64_t id : ids) {
-      if (loading_ + prefetched_ >= prefetch_ || looked++ >= prefetch_) break;
+      if (!room() || looked++ >= prefetch_) break;
       OutboxEntry& e = entries_.at(id);
       if (e.payload || e.loading) continue;
       e.loading = true;
       ++loading_;
       spool_->load(e.id, e.spool_id);
     }
-    if (loading_ + prefetched_ >= prefetch_) return;
+    if (!room()) return;
   }
 }
 
