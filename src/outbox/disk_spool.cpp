@@ -112,8 +112,11 @@ void DiskSpool::load(uint64_t outbox_id, uint64_t spool_id) {
       return;
     }
     // A record that no longer verifies (or cannot be read at all) is lost: retrying
-    // would fail the same way. The Outbox counts it.
-    if (ec != SpoolErrc::corrupt_record) report_error(store_ ? store_->last_error() : ec.message());
+    // would fail the same way. The Outbox counts it. One that is no longer in the store
+    // was dropped (or acknowledged) after the load was asked for: the Outbox has heard
+    // of that already, and it is no disk error.
+    if (ec != SpoolErrc::corrupt_record && ec != SpoolErrc::unknown_record)
+      report_error(store_ ? store_->last_error() : ec.message());
     post_loop([outbox_id, corrupt = ec == SpoolErrc::corrupt_record](DiskSpool& s) {
       s.outbox_.on_load_failed(outbox_id, corrupt ? "corrupt" : "unreadable");
     });
@@ -168,7 +171,7 @@ void DiskSpool::run() {
   }
   lock.unlock();
   // Shutting down: whatever the policy, what was written is synced once.
-  if (dirty_ && options_.fsync != FsyncPolicy::Never) sync_now();
+  if (dirty_) sync_now();
 }
 
 bool DiskSpool::ensure_open() {

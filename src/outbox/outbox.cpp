@@ -285,6 +285,9 @@ void Outbox::on_dropped(uint64_t spool_id, const std::string& stream, const std:
   }
   ++counters_.dropped[{stream, reason}];
   erase(it);
+  // It may have been a backlog head, or read ahead (a smaller spool budget drops the
+  // oldest records): the entries behind it must be asked for, nothing else would.
+  prefetch();
   if (on_ready_) on_ready_();
 }
 
@@ -306,6 +309,7 @@ bool Outbox::below_low_water() const {
 }
 
 void Outbox::balance() {
+  prefetch();  // pins the backlog heads before anything is evicted
   if (spooling()) {
     if (!online_) {
       // Everything goes to disk, oldest first within each priority.
@@ -330,6 +334,25 @@ void Outbox::balance() {
 
 void Outbox::prefetch() {
   if (!spool_ || backlog_count_ == 0) return;
+  // The head of every backlog lane first, whatever the window and the budget: next()
+  // waits for it, and what was read ahead behind it cannot leave before it. Without
+  // this an evicted head (a requeued entry, or one written while still in memory) sat
+  // behind a window already full of entries queued after it, and the backlog stalled
+  // for good. Pinned (prefetched) so eviction does not take it back.
+  for (auto& [priority, ids] : backlog_) {
+    OutboxEntry& head = entries_.at(*ids.begin());
+    if (head.payload) {
+      if (!head.prefetched) {
+        head.prefetched = true;
+        ++prefetched_;
+        evictable_.erase({head.priority, head.id});
+      }
+    } else if (!head.loading) {
+      head.loading = true;
+      ++loading_;
+      spool_->load(head.id, head.spool_id);
+    }
+  }
   // Read ahead at most prefetch_ entries, and only while memory has room (one at a
   // time when it has none, so the backlog still moves).
   auto room = [this] {
