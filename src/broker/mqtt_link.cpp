@@ -5,7 +5,9 @@
 #include <netinet/tcp.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <cstdlib>
+#include <iterator>
 #include <mutex>
 #include <mqtt/async_client.h>
 
@@ -72,8 +74,10 @@ MqttLink::MqttLink(asio::io_context& io, const Config& config, Outbox& outbox, C
   };
   listener_->subscribe.fn = [post](const mqtt::token& t, bool ok) {
     if (ok) return;
-    post([](MqttLink& self) {
-      log::error(kLog, "subscribing to ", self.actions_topic_, " failed; reconnecting to try again");
+    auto topics = t.get_topics();
+    std::string topic = topics && topics->size() ? (*topics)[0] : std::string("a topic");
+    post([topic](MqttLink& self) {
+      log::error(kLog, "subscribing to ", topic, " failed; reconnecting to try again");
       self.on_connection_lost("subscribe failed");
     });
   };
@@ -232,6 +236,7 @@ void MqttLink::on_connect_result(bool ok, std::string error) {
   log::info(kLog, "connected to ", server_uri(), n ? "" : " (TCP_NODELAY not set: socket not found)");
   try {
     client_->subscribe(actions_topic_, 1, nullptr, listener_->subscribe);
+    for (const auto& topic : extra_topics_) client_->subscribe(topic, 1, nullptr, listener_->subscribe);
     client_->publish(presence_topic_, "online", 6, 1, true, nullptr, listener_->ignore);
   } catch (const mqtt::exception& e) {
     on_connection_lost(e.what());
@@ -346,6 +351,25 @@ void MqttLink::reconfigure(const Config& config) {
   attempt_ = 0;
   create_client();
   connect();
+}
+
+void MqttLink::set_extra_subscriptions(std::vector<std::string> topics) {
+  std::sort(topics.begin(), topics.end());
+  topics.erase(std::unique(topics.begin(), topics.end()), topics.end());
+  if (topics == extra_topics_) return;
+  std::vector<std::string> added, removed;
+  std::set_difference(topics.begin(), topics.end(), extra_topics_.begin(), extra_topics_.end(),
+                      std::back_inserter(added));
+  std::set_difference(extra_topics_.begin(), extra_topics_.end(), topics.begin(), topics.end(),
+                      std::back_inserter(removed));
+  extra_topics_ = std::move(topics);
+  if (state_ != State::Connected || !client_) return;  // the next connect subscribes them all
+  try {
+    for (const auto& topic : added) client_->subscribe(topic, 1, nullptr, listener_->subscribe);
+    for (const auto& topic : removed) client_->unsubscribe(topic, nullptr, listener_->ignore);
+  } catch (const mqtt::exception& e) {
+    on_connection_lost(e.what());
+  }
 }
 
 int set_nodelay_on_sockets_to(uint16_t port) {

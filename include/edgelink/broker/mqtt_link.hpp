@@ -14,6 +14,7 @@
 #include <memory>
 #include <random>
 #include <string>
+#include <vector>
 
 #include <asio.hpp>
 
@@ -59,6 +60,10 @@ class MqttLink {
   void stop(std::function<void()> done);
   // A new broker section or identity: reconnect with it. Other changes are no-ops.
   void reconfigure(const Config& config);
+  // Topics to subscribe besides the actions topic (the rtstream /in topics), QoS 1, on
+  // every connect. While connected, a change (un)subscribes the difference at once.
+  // Their messages reach Callbacks::on_message like the actions.
+  void set_extra_subscriptions(std::vector<std::string> topics);
 
   State state() const { return state_; }
   const char* state_name() const;
@@ -98,6 +103,7 @@ class MqttLink {
   LinkCounters counters_;
   std::string last_error_;
   std::string actions_topic_;
+  std::vector<std::string> extra_topics_;
   std::string presence_topic_;
   std::function<void()> stop_done_;
 };

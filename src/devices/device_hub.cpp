@@ -1,0 +1,705 @@
+#include "edgelink/devices/device_hub.hpp"
+
+#include <rapidjson/writer.h>
+
+#include <algorithm>
+#include <cmath>
+#include <span>
+#include <utility>
+
+#include "edgelink/devices/device_sessions.hpp"
+#include "edgelink/devices/rtstream.hpp"
+#include "edgelink/devices/rtstream_bridge.hpp"
+#include "edgelink/devices/serial_transport.hpp"
+#include "edgelink/util/deadline_timer.hpp"
+
+namespace edgelink::devices {
+namespace {
+constexpr char kLog[] = "devices";
+using Clock = std::chrono::steady_clock;
+using TimePoint = Clock::time_point;
+
+// Bytes a TCP client or MQTT may queue for the device before the bridge stops reading
+// (or an MQTT message is dropped). Small on purpose: an rtstream is a console, and
+// whatever is queued is typed-ahead input the device sees seconds later (64 KiB is
+// about 3 s at 921600 baud).
+constexpr size_t kStreamQueueBytes = 64 * 1024;
+
+// §6.1.3: a block counts as accepted when no complaint came within the window, so the
+// window must cover the block's time on the wire, the blocks of the device's other
+// streams queued ahead of it, the reply's way back and the device's turnaround (USB
+// latency, the firmware's loop, a loaded gateway). 10 ms of turnaround is generous for
+// Raft firmware, which answers in well under a millisecond.
+constexpr std::chrono::milliseconds kDeviceTurnaround{10};
+
+uint64_t wall_ms() {
+  return static_cast<uint64_t>(
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+          .count());
+}
+
+}  // namespace
+
+std::chrono::milliseconds rtstream_block_window(const DeviceConfig& dc, size_t streams) {
+  // A FILEBLOCK frame: payload plus ~12 bytes of header, element, position and CRC;
+  // OverAscii doubles it on a console port; 10 bits per byte on a UART.
+  const double frame_bytes =
+      static_cast<double>(kMaxBlockPayload + 12) * (dc.framing == DeviceFraming::Console ? 2 : 1);
+  const double wire_ms = frame_bytes * 10.0 * 1000.0 / std::max<double>(dc.baud, 1);
+  const double ahead = static_cast<double>(std::max<size_t>(streams, 1) + 1);  // ours, the others', the reply
+  return std::chrono::milliseconds(static_cast<int64_t>(std::ceil(wire_ms * ahead))) + kDeviceTurnaround;
+}
+
+// ESP-IDF colours its log lines (ESC [ 0;32m ... ESC [ 0m); a data point must stay
+// valid JSON whatever bytes the device prints.
+std::string clean_log_text(std::string_view in) {
+  std::string out;
+  out.reserve(in.size());
+  size_t i = 0;
+  auto cont = [&](size_t k) { return i + k < in.size() && (static_cast<uint8_t>(in[i + k]) & 0xC0) == 0x80; };
+  while (i < in.size()) {
+    const auto c = static_cast<uint8_t>(in[i]);
+    if (c == 0x1B) {  // CSI: ESC [ parameters final-byte (0x40..0x7E)
+      size_t j = i + 1;
+      if (j < in.size() && in[j] == '[') {
+        ++j;
+        while (j < in.size() && !(static_cast<uint8_t>(in[j]) >= 0x40 && static_cast<uint8_t>(in[j]) <= 0x7E)) ++j;
+        i = std::min(j + 1, in.size());
+      } else {
+        i = j;
+      }
+      continue;
+    }
+    if (c < 0x80) {
+      out += (c < 0x20 && c != '\t') || c == 0x7F ? ' ' : static_cast<char>(c);
+      ++i;
+      continue;
+    }
+    size_t n = 0;
+    uint32_t cp = 0;
+    if (c >= 0xC2 && c <= 0xDF) {
+      n = 1;
+      cp = c & 0x1F;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+      n = 2;
+      cp = c & 0x0F;
+    } else if (c >= 0xF0 && c <= 0xF4) {
+      n = 3;
+      cp = c & 0x07;
+    }
+    bool ok = n > 0;
+    for (size_t k = 1; ok && k <= n; ++k) {
+      ok = cont(k);
+      if (ok) cp = (cp << 6) | (static_cast<uint8_t>(in[i + k]) & 0x3F);
+    }
+    // Overlong forms, surrogates and code points past U+10FFFF are invalid too.
+    if (ok && ((n == 2 && (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF))) || (n == 3 && (cp < 0x10000 || cp > 0x10FFFF))))
+      ok = false;
+    if (ok) {
+      out.append(in.substr(i, n + 1));
+      i += n + 1;
+    } else {
+      out += "\xEF\xBF\xBD";
+      ++i;
+    }
+  }
+  return out;
+}
+
+namespace {
+RtStreamOptions stream_options(const DeviceConfig& dc, size_t streams) {
+  RtStreamOptions o;
+  o.max_queue_bytes = kStreamQueueBytes;
+  o.block_window = rtstream_block_window(dc, streams);
+  return o;
+}
+}  // namespace
+
+struct DeviceHub::Stream {
+  RtStreamConfig config;
+  RtStream* rt = nullptr;  // owned by the device's DeviceSessions
+  std::unique_ptr<RtStreamBridge> bridge;
+  std::string bridge_error;  // why the listener is not open
+  std::string in_topic, out_topic;
+  bool client = false;
+  TimePoint last_input{};  // the last MQTT input, or when the last TCP client left
+  std::string out_buf;     // device output waiting to be published on out_topic
+  std::optional<TimePoint> flush_at;
+  uint64_t mqtt_in_messages = 0, mqtt_in_bytes = 0;
+  uint64_t mqtt_in_dropped = 0, mqtt_in_dropped_bytes = 0;  // the stream's queue was full
+  uint64_t mqtt_out_messages = 0, mqtt_out_bytes = 0;
+  uint64_t quiet_closes = 0;
+  uint64_t data_lost = 0;  // RtStreamEvent::DataLost reports
+};
+
+struct DeviceHub::Device {
+  DeviceConfig config;
+  std::vector<RtStreamConfig> stream_configs;  // as configured, to see reload changes
+  std::unique_ptr<SerialTransport> transport;
+  std::unique_ptr<DeviceSessions> sessions;
+  std::unique_ptr<DeadlineTimer> timer;
+  std::vector<std::unique_ptr<Stream>> streams;
+  bool stopped = false;
+  bool up = false;
+  uint64_t ups = 0, downs = 0, resets = 0;
+  uint64_t log_lines = 0, log_points_dropped = 0, status_points_dropped = 0;
+  uint64_t seen_reports = 0, seen_collisions = 0;  // DeviceSessions counters already reported
+  std::string last_down;                           // why the port last closed
+};
+
+DeviceHub::DeviceHub(asio::io_context& io, const Config& config, DeviceHubCallbacks callbacks)
+    : io_(io), config_(config), callbacks_(std::move(callbacks)) {
+  for (const auto& [name, dc] : config_.devices) devices_[name] = build(dc, streams_of(config_, name));
+}
+
+DeviceHub::~DeviceHub() {
+  for (auto& [name, d] : devices_) shutdown(*d);
+}
+
+std::vector<RtStreamConfig> DeviceHub::streams_of(const Config& config, const std::string& device) const {
+  std::vector<RtStreamConfig> out;
+  for (const auto& [name, rc] : config.rtstreams)
+    if (rc.device == device) out.push_back(rc);
+  return out;
+}
+
+std::shared_ptr<DeviceHub::Device> DeviceHub::build(const DeviceConfig& dc, const std::vector<RtStreamConfig>& streams) {
+  auto d = std::make_shared<Device>();
+  d->config = dc;
+  d->stream_configs = streams;
+  Device* raw = d.get();
+
+  SerialOptions so;
+  so.path = dc.path;
+  so.baud = dc.baud;
+  d->transport = std::make_unique<SerialTransport>(
+      io_, so,
+      [this, raw](std::span<const uint8_t> bytes) {
+        if (raw->stopped) return;
+        raw->sessions->on_bytes(bytes);
+        check_resets(*raw);
+        rearm(*raw);
+      },
+      [this, raw](bool up, std::error_code ec) { on_transport(*raw, up, ec); });
+
+  DeviceLinkOptions lo;
+  lo.framing = dc.framing == DeviceFraming::Console ? Framing::Console : Framing::Hdlc;
+  DeviceLink::Handlers h;
+  h.send = [raw](std::span<const uint8_t> frame) { return raw->transport->write(frame); };
+  h.on_log_line = [this, raw](std::string_view line, bool truncated) { on_log_line(*raw, line, truncated); };
+  h.on_report = [raw](const Report&, std::string_view json) {
+    log::info(kLog, raw->config.name, ": report ", json);
+  };
+  h.on_notice = [this, raw](const DeviceReply&, std::string_view json) {
+    log::limited(limiter_, "notice:" + raw->config.name, LogLevel::Debug, kLog, raw->config.name,
+                 ": notice for no stream: ", json);
+  };
+  DeviceSessionsOptions opt;
+  opt.max_sessions = kMaxRtStreamsPerDevice;
+  opt.stream = stream_options(dc, std::max<size_t>(streams.size(), 1));
+  d->sessions = std::make_unique<DeviceSessions>(lo, std::move(h), opt);
+  d->timer = std::make_unique<DeadlineTimer>(io_, [this, raw] {
+    if (!raw->stopped) on_due(*raw);
+  });
+
+  for (const RtStreamConfig& rc : streams) {
+    auto s = std::make_unique<Stream>();
+    Stream* sp = s.get();
+    s->config = rc;
+    RtStreamCallbacks cb;
+    cb.on_data = [this, raw, sp](std::span<const uint8_t> bytes) { on_stream_data(*raw, *sp, bytes); };
+    cb.on_writable = [sp] {
+      if (sp->bridge) sp->bridge->resume_input();
+    };
+    cb.on_event = [this, raw, sp](RtStreamEvent e, std::string_view detail) {
+      const std::string who = raw->config.name + "/" + sp->config.name;
+      switch (e) {
+        case RtStreamEvent::Opened:
+        case RtStreamEvent::Closed: log::info(kLog, who, ": rtstream ", to_string(e), detail.empty() ? "" : " (", detail, detail.empty() ? "" : ")"); break;
+        case RtStreamEvent::DataLost:
+          ++sp->data_lost;
+          log::limited(limiter_, "lost:" + who, LogLevel::Warn, kLog, who, ": rtstream data lost: ", detail);
+          break;
+        case RtStreamEvent::OpenFailed:
+        case RtStreamEvent::SessionLost:
+          log::limited(limiter_, "event:" + who, LogLevel::Warn, kLog, who, ": rtstream ", to_string(e), ": ", detail);
+          break;
+      }
+    };
+    const std::string file_name = rc.file_name.empty() ? rc.endpoint : rc.file_name;
+    s->rt = d->sessions->add_stream(rc.name, rc.endpoint, file_name, std::move(cb));
+    if (!s->rt) {
+      // Config validation allows at most 4 streams and unique file names per device.
+      log::error(kLog, dc.name, ": rtstream ", rc.name, " refused by the session router");
+      continue;
+    }
+    if (rc.mqtt) {
+      const std::string base = expand_topic("/tenants/{tenant_id}/devices/{device_id}/rtstreams/", config_) + rc.name;
+      s->in_topic = base + "/in";
+      s->out_topic = base + "/out";
+    }
+    if (rc.port) {
+      RtStreamBridgeOptions bo;
+      bo.name = rc.name;
+      bo.bind = rc.bind;
+      bo.port = rc.port;
+      s->bridge = std::make_unique<RtStreamBridge>(
+          io_, bo,
+          [this, raw, sp](std::span<const uint8_t> bytes) {
+            if (raw->stopped) return true;  // the bridge is closing anyway
+            const bool taken = sp->rt->write_all(bytes);
+            rearm(*raw);
+            return taken;
+          },
+          [this, raw, sp](bool in_use) {
+            if (raw->stopped) return;
+            const TimePoint now = Clock::now();
+            sp->client = in_use;
+            if (in_use)
+              sp->rt->open(now);
+            else
+              sp->last_input = now;  // the quiet period starts
+            log::info(kLog, raw->config.name, "/", sp->config.name, ": TCP client ",
+                      in_use ? "connected" : "disconnected");
+            rearm(*raw);
+          });
+    }
+    d->streams.push_back(std::move(s));
+  }
+  return d;
+}
+
+std::vector<std::string> DeviceHub::open(Device& d) {
+  std::vector<std::string> errors;
+  for (auto& s : d.streams) {
+    if (!s->bridge) continue;
+    s->bridge_error = s->bridge->open();
+    if (!s->bridge_error.empty()) errors.push_back(s->bridge_error);
+  }
+  log::info(kLog, d.config.name, ": ", d.config.path, " at ", d.config.baud, " baud, ", to_string(d.config.framing),
+            " framing, ", d.streams.size(), " rtstreams");
+  if (std::error_code ec = d.transport->start())
+    errors.push_back("device " + d.config.name + ": " + d.config.path + ": " + ec.message());
+  rearm(d);
+  return errors;
+}
+
+std::vector<std::string> DeviceHub::start() {
+  running_ = true;
+  std::vector<std::string> errors;
+  for (auto& [name, d] : devices_)
+    for (auto& e : open(*d)) errors.push_back(std::move(e));
+  if (!errors.empty()) stop();
+  return errors;
+}
+
+void DeviceHub::shutdown(Device& d) {
+  if (d.stopped) return;
+  for (auto& s : d.streams) {
+    if (!s->out_buf.empty()) flush_mqtt(*s);
+    if (s->bridge) s->bridge->close();
+  }
+  d.stopped = true;
+  d.timer->cancel();
+  d.transport->stop();
+}
+
+void DeviceHub::retire(std::shared_ptr<Device> d) {
+  shutdown(*d);
+  // A completion of its timer may already be queued: destroy it after that has run.
+  asio::post(io_, [d = std::move(d)] {});
+}
+
+void DeviceHub::stop() {
+  running_ = false;
+  for (auto& [name, d] : devices_) shutdown(*d);
+}
+
+std::vector<std::string> DeviceHub::reload(const Config& config) {
+  config_ = config;
+  std::vector<std::string> errors;
+  for (auto it = devices_.begin(); it != devices_.end();) {
+    const auto next = config.devices.find(it->first);
+    if (next != config.devices.end() && next->second == it->second->config &&
+        streams_of(config, it->first) == it->second->stream_configs) {
+      ++it;
+      continue;
+    }
+    log::info(kLog, it->first, next == config.devices.end() ? ": removed" : ": configuration changed; restarting it");
+    retire(std::move(it->second));
+    it = devices_.erase(it);
+  }
+  for (const auto& [name, dc] : config.devices) {
+    if (devices_.count(name)) continue;
+    auto d = build(dc, streams_of(config, name));
+    devices_[name] = d;
+    if (running_)
+      for (auto& e : open(*d)) errors.push_back(std::move(e));
+  }
+  return errors;
+}
+
+// ---- timing ------------------------------------------------------------------------
+
+void DeviceHub::rearm(Device& d) {
+  if (d.stopped) return;
+  std::optional<TimePoint> due = d.sessions->next_deadline();
+  auto earliest = [&due](TimePoint t) {
+    if (!due || t < *due) due = t;
+  };
+  for (const auto& s : d.streams) {
+    if (s->flush_at) earliest(*s->flush_at);
+    if (s->rt && s->rt->state() != RtStreamState::Closed && !s->client) earliest(s->last_input + kQuietClose);
+  }
+  if (due && *due == RtStream::kDueNow) due = Clock::now();
+  d.timer->arm(due);
+}
+
+void DeviceHub::on_due(Device& d) {
+  const TimePoint now = Clock::now();
+  d.sessions->on_tick(now);
+  for (auto& s : d.streams) {
+    if (s->flush_at && now >= *s->flush_at) flush_mqtt(*s);
+    if (s->rt && s->rt->state() != RtStreamState::Closed && !s->client && now - s->last_input >= kQuietClose) {
+      ++s->quiet_closes;
+      log::info(kLog, d.config.name, "/", s->config.name, ": no client and no MQTT input for ", kQuietClose.count(),
+                " s; closing the session");
+      s->rt->close(now);
+    }
+  }
+  check_resets(d);
+  rearm(d);
+}
+
+// ---- device events -----------------------------------------------------------------
+
+void DeviceHub::on_transport(Device& d, bool up, std::error_code ec) {
+  if (d.stopped) return;
+  d.up = up;
+  if (up) {
+    ++d.ups;
+    log::info(kLog, d.config.name, ": ", d.config.path, " is open");
+    status_point(d, "up", "");
+  } else {
+    ++d.downs;
+    d.last_down = ec ? ec.message() : "closed";
+    log::warn(kLog, d.config.name, ": ", d.config.path, " closed (", d.last_down, "); reopening it on a backoff");
+    status_point(d, "down", d.last_down);
+  }
+  d.sessions->on_transport_state(up, Clock::now());
+  rearm(d);
+}
+
+void DeviceHub::check_resets(Device& d) {
+  const DeviceSessionsCounters& c = d.sessions->counters();
+  if (c.reset_reports > d.seen_reports) {
+    d.seen_reports = c.reset_reports;
+    ++d.resets;
+    log::info(kLog, d.config.name, ": the device is restarting (shutdown report); its sessions reopen");
+    status_point(d, "reset", "shutdown report");
+  }
+  if (c.id_collisions > d.seen_collisions) {
+    d.seen_collisions = c.id_collisions;
+    ++d.resets;
+    log::warn(kLog, d.config.name, ": the device handed out a streamID still in use: it restarted; sessions reopen");
+    status_point(d, "reset", "streamID reused");
+  }
+}
+
+void DeviceHub::emit_point(const std::string& stream, const std::string& json, uint64_t& dropped) {
+  DataPoint p;
+  p.stream = stream;
+  p.head = json;
+  if (!callbacks_.point || !callbacks_.point(p)) ++dropped;
+}
+
+void DeviceHub::status_point(Device& d, const char* state, std::string_view detail) {
+  rapidjson::StringBuffer buf;
+  rapidjson::Writer<rapidjson::StringBuffer> w(buf);
+  const uint32_t seq = ++sequences_[kDeviceStatusStream];
+  w.StartObject();
+  w.Key("sequence");
+  w.Uint(seq);
+  w.Key("timestamp");
+  w.Uint64(wall_ms());
+  w.Key("device");
+  w.String(d.config.name);
+  w.Key("state");
+  w.String(state);
+  w.Key("path");
+  const std::string path = clean_log_text(d.config.path);
+  w.String(path);
+  if (!detail.empty()) {
+    const std::string text = clean_log_text(detail);
+    w.Key("detail");
+    w.String(text);
+  }
+  w.EndObject();
+  emit_point(kDeviceStatusStream, std::string(buf.GetString(), buf.GetSize()), d.status_points_dropped);
+}
+
+void DeviceHub::on_log_line(Device& d, std::string_view line, bool truncated) {
+  if (d.stopped) return;
+  ++d.log_lines;
+  const std::string text = clean_log_text(line);
+  log::limited(log_lines_, "log:" + d.config.name, LogLevel::Info, kLog, d.config.name, "| ", text,
+               truncated ? " [cut]" : "");
+  rapidjson::StringBuffer buf;
+  rapidjson::Writer<rapidjson::StringBuffer> w(buf);
+  const uint32_t seq = ++sequences_[d.config.log_stream];
+  w.StartObject();
+  w.Key("sequence");
+  w.Uint(seq);
+  w.Key("timestamp");
+  w.Uint64(wall_ms());
+  w.Key("device");
+  w.String(d.config.name);
+  w.Key("line");
+  w.String(text);
+  if (truncated) {
+    w.Key("truncated");
+    w.Bool(true);
+  }
+  w.EndObject();
+  emit_point(d.config.log_stream, std::string(buf.GetString(), buf.GetSize()), d.log_points_dropped);
+}
+
+// ---- stream data -------------------------------------------------------------------
+
+void DeviceHub::on_stream_data(Device& d, Stream& s, std::span<const uint8_t> bytes) {
+  if (d.stopped) return;
+  if (s.bridge) s.bridge->from_device(bytes);
+  if (!s.config.mqtt) return;
+  s.out_buf.append(reinterpret_cast<const char*>(bytes.data()), bytes.size());
+  while (s.out_buf.size() >= kMqttChunkBytes) {
+    std::string chunk = s.out_buf.substr(0, kMqttChunkBytes);
+    s.out_buf.erase(0, kMqttChunkBytes);
+    ++s.mqtt_out_messages;
+    s.mqtt_out_bytes += chunk.size();
+    if (callbacks_.publish) callbacks_.publish(s.out_topic, std::move(chunk), s.config.name);
+  }
+  if (s.out_buf.empty())
+    s.flush_at.reset();
+  else if (!s.flush_at)
+    s.flush_at = Clock::now() + kMqttCoalesce;
+}
+
+void DeviceHub::flush_mqtt(Stream& s) {
+  s.flush_at.reset();
+  if (s.out_buf.empty()) return;
+  ++s.mqtt_out_messages;
+  s.mqtt_out_bytes += s.out_buf.size();
+  if (callbacks_.publish) callbacks_.publish(s.out_topic, std::exchange(s.out_buf, {}), s.config.name);
+  s.out_buf.clear();
+}
+
+bool DeviceHub::on_mqtt_message(const std::string& topic, const std::string& payload) {
+  for (auto& [name, d] : devices_) {
+    for (auto& s : d->streams) {
+      if (!s->config.mqtt || topic != s->in_topic) continue;
+      if (d->stopped || !s->rt) return true;
+      const TimePoint now = Clock::now();
+      ++s->mqtt_in_messages;
+      s->mqtt_in_bytes += payload.size();
+      s->last_input = now;
+      s->rt->open(now);
+      const auto* bytes = reinterpret_cast<const uint8_t*>(payload.data());
+      // All or nothing: half a message would be worse than none. MQTT cannot be
+      // paused, so a full queue drops the message.
+      if (!payload.empty() && !s->rt->write_all({bytes, payload.size()})) {
+        ++s->mqtt_in_dropped;
+        s->mqtt_in_dropped_bytes += payload.size();
+        log::limited(limiter_, "mqtt-in-drop:" + s->config.name, LogLevel::Warn, kLog, name, "/", s->config.name,
+                     ": input queue full (", s->rt->queued_bytes(), " bytes); dropped an MQTT message of ",
+                     payload.size(), " bytes");
+      }
+      rearm(*d);
+      return true;
+    }
+  }
+  return false;
+}
+
+std::vector<std::string> DeviceHub::subscriptions() const {
+  std::vector<std::string> out;
+  for (const auto& [name, d] : devices_)
+    for (const auto& s : d->streams)
+      if (s->config.mqtt) out.push_back(s->in_topic);
+  return out;
+}
+
+// ---- status ------------------------------------------------------------------------
+
+size_t DeviceHub::devices_up() const {
+  return static_cast<size_t>(
+      std::count_if(devices_.begin(), devices_.end(), [](const auto& e) { return e.second->up && !e.second->stopped; }));
+}
+
+std::string DeviceHub::summary() const {
+  uint64_t resets = 0, clients = 0, lost = 0;
+  for (const auto& [name, d] : devices_) {
+    resets += d->resets;
+    for (const auto& s : d->streams) {
+      clients += s->client;
+      lost += s->data_lost + s->mqtt_in_dropped;
+    }
+  }
+  return log::concat("devices ", devices_up(), "/", devices_.size(), " up (", resets, " resets), rtstream clients ",
+                     clients, ", rtstream losses ", lost);
+}
+
+void DeviceHub::write_status(Writer& w) const {
+  auto u64 = [&w](const char* k, uint64_t v) {
+    w.Key(k);
+    w.Uint64(v);
+  };
+  auto str = [&w](const char* k, const std::string& v) {
+    w.Key(k);
+    w.String(v.data(), static_cast<rapidjson::SizeType>(v.size()));
+  };
+  w.StartArray();
+  for (const auto& [name, dp] : devices_) {
+    const Device& d = *dp;
+    w.StartObject();
+    str("name", name);
+    str("transport", to_string(d.config.transport));
+    str("path", d.config.path);
+    u64("baud", d.config.baud);
+    str("framing", to_string(d.config.framing));
+    str("state", d.stopped ? "stopped" : d.up ? "up" : "down");
+    const std::error_code te = d.transport->last_error();
+    str("last_error", d.up ? std::string() : te ? te.message() : d.last_down);
+    u64("ups", d.ups);
+    u64("downs", d.downs);
+    u64("resets", d.resets);
+    u64("log_lines", d.log_lines);
+    u64("log_points_dropped", d.log_points_dropped);
+
+    const SerialStats& ss = d.transport->stats();
+    w.Key("serial");
+    w.StartObject();
+    u64("open_attempts", ss.open_attempts);
+    u64("open_failures", ss.open_failures);
+    u64("opens", ss.opens);
+    u64("disconnects", ss.disconnects);
+    u64("bytes_in", ss.bytes_in);
+    u64("bytes_out", ss.bytes_out);
+    u64("queued_bytes", d.transport->queued_bytes());
+    u64("writes_refused", ss.writes_refused_down + ss.writes_refused_full);
+    u64("bytes_discarded", ss.bytes_discarded);
+    w.EndObject();
+
+    const DeviceLinkCounters& lc = d.sessions->link().counters();
+    w.Key("link");
+    w.StartObject();
+    u64("requests", lc.requests);
+    u64("replies", lc.replies);
+    u64("retries", lc.retries);
+    u64("timeouts", lc.timeouts);
+    u64("stale_replies", lc.stale_replies);
+    u64("bad_frames", lc.bad_frames);
+    u64("bad_messages", lc.bad_messages);
+    u64("send_refused", lc.send_refused);
+    u64("notices", lc.notices);
+    u64("file_blocks", lc.file_blocks);
+    u64("publishes", lc.publishes);
+    u64("reports", lc.reports);
+    w.EndObject();
+
+    const DeviceSessionsCounters& sc = d.sessions->counters();
+    w.Key("sessions");
+    w.StartObject();
+    u64("device_resets", sc.device_resets);
+    u64("reset_reports", sc.reset_reports);
+    u64("reset_reconnects", sc.reset_reconnects);
+    u64("id_collisions", sc.id_collisions);
+    u64("notices_unrouted", sc.notices_unrouted);
+    u64("blocks_dropped", sc.blocks_dropped);
+    w.EndObject();
+
+    w.Key("rtstreams");
+    w.StartArray();
+    for (const auto& sp : d.streams) {
+      const Stream& s = *sp;
+      if (!s.rt) continue;
+      const RtStream& rt = *s.rt;
+      const RtStreamCounters& c = rt.counters();
+      w.StartObject();
+      str("name", s.config.name);
+      str("endpoint", rt.endpoint());
+      str("file_name", rt.file_name());
+      str("state", rt.state_name());
+      u64("stream_id", rt.stream_id());
+      str("last_error", rt.last_error());
+      u64("queued_bytes", rt.queued_bytes());
+      u64("block_window_ms", static_cast<uint64_t>(rt.options().block_window.count()));
+      u64("bytes_written", c.bytes_written);
+      u64("bytes_out", c.bytes_out);
+      u64("bytes_in", c.bytes_in);
+      u64("blocks_out", c.blocks_out);
+      u64("blocks_in", c.blocks_in);
+      u64("resends", c.resends);
+      u64("busy", c.busy);
+      u64("pos_mismatch", c.pos_mismatch);
+      u64("late_notices", c.late_notices);
+      u64("session_not_found", c.session_not_found);
+      u64("hard_failures", c.hard_failures);
+      u64("opens", c.opens);
+      u64("reopens", c.reopens);
+      u64("open_failures", c.open_failures);
+      u64("keepalives", c.keepalives);
+      u64("device_resets", c.device_resets);
+      u64("rx_gaps", c.rx_gaps);
+      u64("write_refused", c.write_refused);
+      u64("dropped_closed", c.dropped_closed);
+      u64("dropped_late", c.dropped_late);
+      u64("data_lost", s.data_lost);
+      u64("quiet_closes", s.quiet_closes);
+      w.Key("tcp");
+      if (s.bridge) {
+        const RtStreamBridgeStats& bs = s.bridge->stats();
+        w.StartObject();
+        str("bind", s.config.bind);
+        u64("port", s.config.port);
+        w.Key("listening");
+        w.Bool(s.bridge->is_open());
+        str("error", s.bridge_error);
+        w.Key("client");
+        w.Bool(s.bridge->has_client());
+        w.Key("paused");
+        w.Bool(s.bridge->input_paused());
+        u64("clients_accepted", bs.clients_accepted);
+        u64("clients_rejected", bs.clients_rejected);
+        u64("bytes_in", bs.bytes_in);
+        u64("bytes_out", bs.bytes_out);
+        u64("pauses", bs.pauses);
+        u64("slow_client_disconnects", bs.slow_client_disconnects);
+        u64("dropped", bs.dropped());
+        w.EndObject();
+      } else {
+        w.Null();
+      }
+      w.Key("mqtt");
+      if (s.config.mqtt) {
+        w.StartObject();
+        str("in_topic", s.in_topic);
+        str("out_topic", s.out_topic);
+        u64("messages_in", s.mqtt_in_messages);
+        u64("bytes_in", s.mqtt_in_bytes);
+        u64("dropped_in", s.mqtt_in_dropped);
+        u64("dropped_in_bytes", s.mqtt_in_dropped_bytes);
+        u64("messages_out", s.mqtt_out_messages);
+        u64("bytes_out", s.mqtt_out_bytes);
+        w.EndObject();
+      } else {
+        w.Null();
+      }
+      w.EndObject();
+    }
+    w.EndArray();
+    w.EndObject();
+  }
+  w.EndArray();
+}
+
+}  // namespace edgelink::devices
