@@ -52,6 +52,13 @@ std::vector<TrackedAction> ActionTracker::expire(TimePoint now) {
   return out;
 }
 
+std::vector<TrackedAction> ActionTracker::active() const {
+  std::vector<TrackedAction> out;
+  out.reserve(active_.size());
+  for (const auto& [deadline, id] : deadlines_) out.push_back(active_.at(id));
+  return out;
+}
+
 std::optional<ActionTracker::TimePoint> ActionTracker::next_deadline() const {
   if (deadlines_.empty()) return std::nullopt;
   return deadlines_.begin()->first;

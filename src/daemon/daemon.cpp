@@ -3,6 +3,8 @@
 #include <systemd/sd-daemon.h>
 
 #include <filesystem>
+#include <fstream>
+#include <sstream>
 
 namespace edgelink {
 namespace {
@@ -57,7 +59,10 @@ std::vector<std::string> Daemon::start() {
     errors.push_back("persistence_path " + config_.persistence_path + ": cannot create it: " + fs_ec.message());
   else if (auto e = status_server_.open(status_socket_path(config_.persistence_path)); !e.empty())
     errors.push_back(e);
-  if (errors.empty()) open_spool();
+  if (errors.empty()) {
+    open_spool();
+    restore_actions();
+  }
   for (auto& e : app_server_.apply(config_.tcpapps)) errors.push_back(std::move(e));
   if (!errors.empty()) {
     app_server_.close();
@@ -137,6 +142,75 @@ void Daemon::on_spool_dropped(const std::vector<SpoolDrop>& drops) {
   link_.pump();
 }
 
+static std::string actions_file(const Config& config) {
+  return (std::filesystem::path(config.persistence_path) / "actions.json").string();
+}
+
+void Daemon::restore_actions() {
+  const std::string path = actions_file(config_);
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return;  // none in flight at the last stop
+  std::stringstream text;
+  text << in.rdbuf();
+  ParsedActions parsed = parse_actions(text.str());
+  if (!parsed.error.empty()) {
+    log::error(kLog, path, ": ", parsed.error, "; no actions restored");
+    return;
+  }
+  if (parsed.skipped) log::warn(kLog, path, ": ", parsed.skipped, " unusable entries skipped");
+  const auto now = SteadyClock::now();
+  const uint64_t wall = wall_ms();
+  for (const PersistedAction& a : parsed.actions) {
+    auto left = std::chrono::milliseconds(a.deadline_ms > wall ? a.deadline_ms - wall : 0);
+    tracker_.add(TrackedAction{a.id, a.name, a.app, now + left});
+    log::info(kLog, "action ", a.id, " (", a.name, ") for ", a.app, " still in flight; deadline in ", left.count(),
+              " ms");
+  }
+  if (!parsed.actions.empty()) {
+    action_counters_.restored += parsed.actions.size();
+    action_timer_.arm(tracker_.next_deadline());
+  }
+}
+
+void Daemon::actions_changed() {
+  actions_dirty_ = true;
+  if (!actions_saving_) save_actions();
+}
+
+void Daemon::dispatch(std::vector<Dispatch> dispatches) {
+  for (auto& d : dispatches) {
+    if (!tracker_.in_flight(d.action_id)) continue;  // timed out meanwhile: reported already
+    emit_status(d.action_id, "Received", 0, {});
+    app_server_.deliver_action(d.app, d.action_id, std::move(d.line));
+  }
+}
+
+void Daemon::save_actions() {
+  if (!spool_) {
+    dispatch(std::exchange(unsaved_dispatches_, {}));
+    return;
+  }
+  actions_dirty_ = false;
+  actions_saving_ = true;
+  std::vector<PersistedAction> list;
+  const auto now = SteadyClock::now();
+  const uint64_t wall = wall_ms();
+  for (const TrackedAction& a : tracker_.active()) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(a.deadline - now).count();
+    list.push_back({a.id, a.name, a.app, wall + static_cast<uint64_t>(std::max<int64_t>(left, 0))});
+  }
+  // Written on the disk worker: every change is on disk before the next one is written.
+  spool_->save_file(actions_file(config_), encode_actions(list),
+                    [this, waiting = std::exchange(unsaved_dispatches_, {})](std::string error) mutable {
+                      actions_saving_ = false;
+                      if (!error.empty())
+                        log::limited(limiter_, "actions-save", LogLevel::Error, kLog,
+                                     "in-flight actions not saved: ", error);
+                      dispatch(std::move(waiting));  // a failed save is logged, not a reason to hold actions
+                      if (actions_dirty_) save_actions();
+                    });
+}
+
 void Daemon::on_acked() {
   if (outbox_.below_low_water()) app_server_.resume();
 }
@@ -180,14 +254,18 @@ void Daemon::on_action_message(const std::string& payload) {
   }
   ++action_counters_.received;
   tracker_.add(TrackedAction{action.id, action.name, route->app, SteadyClock::now() + route->timeout});
-  log::info(kLog, "action ", action.id, " (", action.name, ") -> ", route->app);
-  emit_status(action.id, "Received", 0, {});
-  app_server_.deliver_action(route->app, action.id, action_line(action));
   action_timer_.arm(tracker_.next_deadline());
+  log::info(kLog, "action ", action.id, " (", action.name, ") -> ", route->app);
+  // "Received" and the delivery wait until the action is on disk: once the cloud has
+  // seen Received, a restart still knows the action and its deadline.
+  unsaved_dispatches_.push_back({action.id, route->app, action_line(action)});
+  actions_changed();
 }
 
 void Daemon::expire_actions() {
-  for (const TrackedAction& a : tracker_.expire(SteadyClock::now())) {
+  auto expired = tracker_.expire(SteadyClock::now());
+  if (!expired.empty()) actions_changed();
+  for (const TrackedAction& a : expired) {
     ++action_counters_.timed_out;
     log::warn(kLog, "action ", a.id, " (", a.name, ") timed out");
     app_server_.cancel_action(a.app, a.id);
@@ -205,7 +283,10 @@ void Daemon::on_status(const std::string& app, ActionStatus&& status) {
     return;
   }
   ++action_counters_.statuses;
-  if (terminal) ++(status.state == "Completed" ? action_counters_.completed : action_counters_.failed);
+  if (terminal) {
+    ++(status.state == "Completed" ? action_counters_.completed : action_counters_.failed);
+    actions_changed();
+  }
   emit_status(status.action_id, status.state, status.progress, status.errors, status.timestamp);
 }
 

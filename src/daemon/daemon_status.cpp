@@ -171,6 +171,7 @@ std::string Daemon::status_json() const {
   key_u64("failed", ac.failed);
   key_u64("timed_out", ac.timed_out);
   key_u64("late_statuses", ac.late_statuses);
+  key_u64("restored", ac.restored);
   w.EndObject();
 
   w.EndObject();

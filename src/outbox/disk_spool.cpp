@@ -1,6 +1,12 @@
 #include "edgelink/outbox/disk_spool.hpp"
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
 #include <future>
 
 namespace edgelink {
@@ -21,7 +27,7 @@ bool refused(const std::error_code& ec) {
 
 DiskSpool::DiskSpool(asio::io_context& loop, Outbox& outbox, DiskSpoolOptions options, Callbacks callbacks)
     : loop_(loop), outbox_(outbox), options_(std::move(options)), callbacks_(std::move(callbacks)) {
-  stats_.max_bytes = options_.max_bytes;
+  stats_.max_bytes = max_bytes_ = options_.max_bytes;
   worker_ = std::thread([this] { run(); });
 }
 
@@ -93,9 +99,10 @@ void DiskSpool::write(const OutboxEntry& entry) {
 void DiskSpool::ack(uint64_t spool_id) {
   post_job([this, spool_id] {
     if (!store_) return;
+    // An ack alone never asks for an fsync: losing one in a crash only replays a batch
+    // the broker already has (a duplicate). The next sync takes it along.
     std::error_code ec = store_->ack(spool_id);
-    if (!ec) dirty_ = true;
-    else if (ec != SpoolErrc::unknown_record) report_error(store_->last_error());
+    if (ec && ec != SpoolErrc::unknown_record) report_error(store_->last_error());
   });
 }
 
@@ -126,7 +133,7 @@ void DiskSpool::load(uint64_t outbox_id, uint64_t spool_id) {
 void DiskSpool::set_max_bytes(uint64_t max_bytes) {
   stats_.max_bytes = max_bytes;
   post_job([this, max_bytes] {
-    options_.max_bytes = max_bytes;
+    max_bytes_ = max_bytes;
     if (!store_) return;
     std::vector<SpoolDrop> drops = store_->set_max_bytes(max_bytes);
     if (drops.empty()) return;
@@ -139,8 +146,54 @@ void DiskSpool::set_max_bytes(uint64_t max_bytes) {
 
 void DiskSpool::flush(std::function<void()> done) {
   post_job([this, done = std::move(done)]() mutable {
-    if (dirty_) sync_now();
+    sync_now();  // records and acks alike: the store syncs only the files it wrote
     post_loop([done = std::move(done)](DiskSpool&) { done(); });
+  });
+}
+
+namespace {
+std::string write_atomically(const std::string& path, const std::string& content) {
+  const std::string tmp = path + ".tmp";
+  auto fail = [&](const char* what, const std::string& p) { return std::string(what) + " " + p + ": " + std::strerror(errno); };
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) return fail("cannot create", tmp);
+  size_t off = 0;
+  while (off < content.size()) {
+    ssize_t n = ::write(fd, content.data() + off, content.size() - off);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      std::string e = fail("cannot write", tmp);
+      ::close(fd);
+      ::unlink(tmp.c_str());
+      return e;
+    }
+    off += static_cast<size_t>(n);
+  }
+  if (::fsync(fd) != 0) {
+    std::string e = fail("cannot fsync", tmp);
+    ::close(fd);
+    ::unlink(tmp.c_str());
+    return e;
+  }
+  ::close(fd);
+  if (::rename(tmp.c_str(), path.c_str()) != 0) {
+    std::string e = fail("cannot rename", tmp);
+    ::unlink(tmp.c_str());
+    return e;
+  }
+  std::string dir = std::filesystem::path(path).parent_path().string();
+  if (int dfd = ::open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC); dfd >= 0) {
+    ::fsync(dfd);
+    ::close(dfd);
+  }
+  return {};
+}
+}  // namespace
+
+void DiskSpool::save_file(std::string path, std::string content, std::function<void(std::string)> done) {
+  post_job([this, path = std::move(path), content = std::move(content), done = std::move(done)]() mutable {
+    std::string error = write_atomically(path, content);
+    post_loop([error = std::move(error), done = std::move(done)](DiskSpool&) { done(error); });
   });
 }
 
@@ -170,8 +223,8 @@ void DiskSpool::run() {
     lock.lock();
   }
   lock.unlock();
-  // Shutting down: whatever the policy, what was written is synced once.
-  if (dirty_) sync_now();
+  // Shutting down: whatever the policy, what was written (acks too) is synced once.
+  sync_now();
 }
 
 bool DiskSpool::ensure_open() {
@@ -181,8 +234,8 @@ bool DiskSpool::ensure_open() {
   SpoolOptions so;
   so.dir = options_.dir;
   so.identity = options_.identity;
-  so.max_bytes = options_.max_bytes;
-  so.segment_bytes = segment_bytes_for(options_.max_bytes);
+  so.max_bytes = max_bytes_;
+  so.segment_bytes = segment_bytes_for(max_bytes_);
   so.io = options_.io;
   auto store = std::make_unique<SpoolStore>(std::move(so));
   if (std::error_code ec = store->open()) {
@@ -241,7 +294,7 @@ void DiskSpool::report_error(const std::string& what) {
 void DiskSpool::publish_stats() {
   DiskSpoolStats& st = worker_stats_;
   st.open = store_ != nullptr;
-  st.max_bytes = options_.max_bytes;
+  st.max_bytes = max_bytes_;
   if (store_) {
     st.bytes = store_->bytes();
     st.segments = store_->segments();

@@ -8,8 +8,8 @@ namespace edgelink {
 
 using Disk = OutboxEntry::Disk;
 
-Outbox::Outbox(uint64_t max_memory_bytes, size_t prefetch_per_lane)
-    : max_bytes_(max_memory_bytes), prefetch_(prefetch_per_lane) {}
+Outbox::Outbox(uint64_t max_memory_bytes, size_t prefetch)
+    : max_bytes_(max_memory_bytes), prefetch_(prefetch) {}
 
 void Outbox::set_spool(SpoolBackend* spool, std::function<void()> on_ready) {
   spool_ = spool;

@@ -397,3 +397,50 @@ def test_custom_actions_and_status_topics(make_edgelink, broker, sub):
     assert sub.statuses() == []  # nothing on the default status topic
     assert app.read_line(timeout=0.2) is None
     assert action_counters(el)["received"] == 1
+
+
+def test_in_flight_action_survives_a_kill_and_its_status_is_forwarded(make_edgelink, broker, sub):
+    """An action in flight when edgelink is killed is restored at start: the app's Completed after the restart
+    is forwarded (not dropped as unknown-late), and the deadline is still tracked."""
+    el = make_edgelink(tcpapps={"app": app_with(timeout=30)})
+    wait_online(sub)
+    app = App(el.app_port())
+    wait_for(lambda: el.status()["apps"][0]["connected"], what="app connected")
+    send_actions(broker.port, action_msg("keep-1"))
+    assert app.read_line()["action_id"] == "keep-1"
+    wait_states(sub, "keep-1", ["Received"])
+    el.proc.kill()
+    el.proc.wait(10)
+    app.close()
+
+    el.start()
+    el.wait_log("action keep-1 (reboot) for app still in flight")
+    assert action_counters(el)["in_flight"] == 1 and action_counters(el)["restored"] == 1
+    app = App(el.app_port())
+    app.status("keep-1", "Completed", progress=100)
+    wait_states(sub, "keep-1", ["Received", "Completed"])
+    wait_for(lambda: action_counters(el)["in_flight"] == 0, what="the action to finish")
+    assert action_counters(el)["late_statuses"] == 0
+
+
+def test_in_flight_action_whose_deadline_passed_while_down_fails_at_start(make_edgelink, broker, sub):
+    """An action whose deadline passed while edgelink was stopped is reported Failed "Action timed out" at start,
+    and a late status for it is dropped."""
+    el = make_edgelink(tcpapps={"app": app_with(timeout=1)})
+    wait_online(sub)
+    app = App(el.app_port())
+    wait_for(lambda: el.status()["apps"][0]["connected"], what="app connected")
+    send_actions(broker.port, action_msg("late-1"))
+    assert app.read_line()["action_id"] == "late-1"
+    wait_states(sub, "late-1", ["Received"])
+    assert el.stop() == 0
+    app.close()
+    time.sleep(1.2)
+
+    el.start()
+    got = wait_states(sub, "late-1", ["Received", "Failed"])
+    assert got[1]["errors"] == ["Action timed out"]
+    app = App(el.app_port())
+    app.status("late-1", "Completed", progress=100)
+    wait_for(lambda: action_counters(el)["late_statuses"] == 1, what="the late status to be dropped")
+    assert states_of(sub, "late-1") == ["Received", "Failed"]

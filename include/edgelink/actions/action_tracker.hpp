@@ -32,6 +32,7 @@ struct ActionCounters {
   uint64_t timed_out = 0;     // deadline passed: Failed by edgelink
   uint64_t late_statuses = 0; // statuses after timeout or terminal state: dropped
   uint64_t statuses = 0;      // statuses forwarded from apps
+  uint64_t restored = 0;      // in flight at the last stop, tracked again at start
 };
 
 class ActionTracker {
@@ -56,6 +57,8 @@ class ActionTracker {
   std::vector<TrackedAction> expire(TimePoint now);
   std::optional<TimePoint> next_deadline() const;
   size_t size() const { return active_.size(); }
+  // Every action in flight (for persisting them).
+  std::vector<TrackedAction> active() const;
 
  private:
   void finish(const std::string& id);

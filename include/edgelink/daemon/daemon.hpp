@@ -13,6 +13,7 @@
 #include <asio.hpp>
 
 #include "edgelink/actions/action_router.hpp"
+#include "edgelink/actions/action_store.hpp"
 #include "edgelink/actions/action_tracker.hpp"
 #include "edgelink/apps/app_server.hpp"
 #include "edgelink/broker/mqtt_link.hpp"
@@ -55,6 +56,13 @@ class Daemon : public AppSink {
   void on_spool_error(const std::string& what);
   void on_spool_dropped(const std::vector<SpoolDrop>& drops);
   bool drained() const;
+  void restore_actions();
+  void actions_changed();
+  void save_actions();
+  struct Dispatch {
+    std::string action_id, app, line;
+  };
+  void dispatch(std::vector<Dispatch> dispatches);
   void wait_for_drain();
   void wait_for_signal();
   void start_watchdog();
@@ -77,6 +85,8 @@ class Daemon : public AppSink {
   asio::signal_set signals_;
   DeadlineTimer flush_timer_, action_timer_;
   asio::steady_timer watchdog_timer_, stats_timer_, shutdown_timer_, spool_retry_timer_, rate_timer_;
+  bool actions_saving_ = false, actions_dirty_ = false;  // persistence_path/actions.json
+  std::vector<Dispatch> unsaved_dispatches_;  // new actions waiting for the next save
   uint64_t last_replayed_ = 0;
   double replay_rate_ = 0;  // spooled batches acknowledged per second, over the last 5 s
   TimePoint shutdown_deadline_{};

@@ -6,10 +6,13 @@
 // job queue and the payload buffers (immutable, shared by reference count).
 //
 // fsync policy ([spool] fsync):
-//   batch     after every run of jobs that wrote something (group commit: the writes
+//   batch     after every run of jobs that wrote a record (group commit: the writes
 //             queued while one fsync ran share the next one);
 //   interval  at most once per `fsync_interval` while something is unsynced;
 //   never     left to the kernel's writeback.
+// Acks (the ack logs) never cause an fsync of their own: a lost ack replays a batch
+// the broker already has, a duplicate QoS 1 allows. They are synced with the next
+// records, by the interval, and at shutdown (flush()).
 //
 // A store that cannot be opened (directory unwritable, not a directory) or that fails
 // a write is reported through on_error, and the Outbox keeps entries in memory; the
@@ -85,6 +88,9 @@ class DiskSpool : public SpoolBackend {
   void set_max_bytes(uint64_t max_bytes);
   // Syncs everything written so far; `done` runs on the loop afterwards.
   void flush(std::function<void()> done);
+  // Replaces `path` atomically and durably (temporary file, fsync, rename, fsync of the
+  // directory) on the worker; `done` gets an error message, empty on success.
+  void save_file(std::string path, std::string content, std::function<void(std::string)> done);
 
   const DiskSpoolStats& stats() const { return stats_; }
   const DiskSpoolOptions& options() const { return options_; }
@@ -114,7 +120,8 @@ class DiskSpool : public SpoolBackend {
   std::deque<Job> jobs_;
   bool stopping_ = false;
 
-  // Worker only.
+  // Worker only (options_ is read-only after construction, on both threads).
+  uint64_t max_bytes_ = 0;  // set_max_bytes() changes it
   std::unique_ptr<SpoolStore> store_;
   std::chrono::steady_clock::time_point next_open_attempt_{};
   std::chrono::steady_clock::time_point last_sync_{};

@@ -17,7 +17,8 @@
 //   - the broker is unreachable (set_online(false)): every entry is written;
 //   - memory over max_memory_bytes: the newest live entries are written, and payloads
 //     already on disk leave memory (newest first; the head of each backlog lane is
-//     kept loaded, prefetch_per_lane entries deep);
+//     kept loaded: up to `prefetch` entries ahead in all, fewer when memory is
+//     over budget, but always the head of each lane);
 //   - spool_all() (shutdown).
 // Writing is asynchronous: the spool calls back on_written/on_write_failed, and
 // on_loaded/on_load_failed for reads, on_dropped when it evicted records.
@@ -105,7 +106,7 @@ struct OutboxCounters {
 
 class Outbox {
  public:
-  explicit Outbox(uint64_t max_memory_bytes, size_t prefetch_per_lane = 128);
+  explicit Outbox(uint64_t max_memory_bytes, size_t prefetch = 128);
 
   // The spool to use; null: memory only (the budget is then only back-pressure).
   // `on_ready` runs when an entry became publishable (a load finished), so the link
