@@ -28,10 +28,17 @@ Daemon::Daemon(asio::io_context& io, Config config)
       app_server_(io, *this),
       link_(io, config_, outbox_,
             MqttLink::Callbacks{
-                [this](std::string, std::string payload) { on_action_message(payload); },
+                [this](std::string topic, std::string payload) { on_mqtt_message(topic, payload); },
                 [this] { on_acked(); },
                 [this](bool online) { outbox_.set_online(online); },
             }),
+      devices_(io, config_,
+               devices::DeviceHubCallbacks{
+                   [this](std::string topic, std::string payload, const std::string& stream) {
+                     publish_raw(std::move(topic), std::move(payload), stream);
+                   },
+                   [this](const DataPoint& point) { return add_point(point); },
+               }),
       status_server_(io, [this] { return status_json(); }),
       signals_(io, SIGTERM, SIGINT, SIGHUP),
       flush_timer_(io,
@@ -64,11 +71,15 @@ std::vector<std::string> Daemon::start() {
     restore_actions();
   }
   for (auto& e : app_server_.apply(config_.tcpapps)) errors.push_back(std::move(e));
+  if (errors.empty())
+    for (auto& e : devices_.start()) errors.push_back(std::move(e));
   if (!errors.empty()) {
     app_server_.close();
+    devices_.stop();
     status_server_.close();
     return errors;
   }
+  link_.set_extra_subscriptions(devices_.subscriptions());
 
   wait_for_signal();
   link_.start();
@@ -80,7 +91,9 @@ std::vector<std::string> Daemon::start() {
   return errors;
 }
 
-bool Daemon::on_point(const std::string&, const DataPoint& point) {
+bool Daemon::on_point(const std::string&, const DataPoint& point) { return add_point(point); }
+
+bool Daemon::add_point(const DataPoint& point) {
   if (!batcher_.add(point)) return false;
   if (batcher_.take_opened()) flush_timer_.arm(batcher_.next_deadline());
   return true;
@@ -229,6 +242,23 @@ void Daemon::emit_status(const std::string& action_id, std::string_view state, i
   link_.pump();
 }
 
+void Daemon::on_mqtt_message(const std::string& topic, const std::string& payload) {
+  if (devices_.on_mqtt_message(topic, payload)) return;
+  on_action_message(payload);
+}
+
+void Daemon::publish_raw(std::string topic, std::string payload, const std::string& stream) {
+  // rtstream output (a console): interactive, so ahead of every data stream; action
+  // statuses stay first.
+  OutboxEntry e;
+  e.topic = std::move(topic);
+  e.payload = std::make_shared<const std::string>(std::move(payload));
+  e.stream = "rtstream/" + stream;
+  e.priority = kActionStatusPriority - 1;
+  outbox_.push(std::move(e));
+  link_.pump();
+}
+
 void Daemon::on_action_message(const std::string& payload) {
   if (stopping_) return;  // not acknowledged to the app; the cloud sees no Received
   auto parsed = parse_action(payload);
@@ -295,6 +325,7 @@ void Daemon::shutdown() {
   stopping_ = true;
   notify_systemd("STOPPING=1");
   app_server_.close();
+  devices_.stop();
   batcher_.flush_all();
   link_.pump();
   // Everything not acknowledged goes to disk now, so the drain below can end early
@@ -380,6 +411,8 @@ void Daemon::reload() {
   batcher_.reconfigure(next);
   router_ = ActionRouter(next);
   for (const auto& e : app_server_.apply(next.tcpapps)) log::error(kLog, e);
+  for (const auto& e : devices_.reload(next)) log::error(kLog, e);
+  link_.set_extra_subscriptions(devices_.subscriptions());
   link_.reconfigure(next);
   next.persistence_path = config_.persistence_path;
   config_ = std::move(next);
@@ -426,7 +459,7 @@ void Daemon::log_stats() {
             lc.acked, ", queued ", outbox_.queued(), " (", outbox_.bytes(), " bytes in memory), spool ",
             spool_ ? spool_->stats().bytes : 0, " bytes with ", outbox_.backlog(), " batches to replay, dropped ",
             outbox_.counters().dropped_total(), ", actions in flight ", tracker_.size(), ", timed out ",
-            action_counters_.timed_out);
+            action_counters_.timed_out, devices_.device_count() ? ", " + devices_.summary() : "");
   schedule_stats();
 }
 

@@ -158,6 +158,9 @@ std::string Daemon::status_json() const {
   }
   w.EndArray();
 
+  w.Key("devices");
+  devices_.write_status(w);
+
   w.Key("actions");
   w.StartObject();
   const ActionCounters& ac = action_counters_;

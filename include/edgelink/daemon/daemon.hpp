@@ -19,6 +19,7 @@
 #include "edgelink/broker/mqtt_link.hpp"
 #include "edgelink/config/config.hpp"
 #include "edgelink/daemon/status_server.hpp"
+#include "edgelink/devices/device_hub.hpp"
 #include "edgelink/outbox/disk_spool.hpp"
 #include "edgelink/outbox/outbox.hpp"
 #include "edgelink/streams/stream_batcher.hpp"
@@ -48,6 +49,9 @@ class Daemon : public AppSink {
  private:
   void on_batch(Batch&& batch);
   void on_action_message(const std::string& payload);
+  void on_mqtt_message(const std::string& topic, const std::string& payload);
+  void publish_raw(std::string topic, std::string payload, const std::string& stream);
+  bool add_point(const DataPoint& point);
   void emit_status(const std::string& action_id, std::string_view state, int progress,
                    const std::vector<std::string>& errors, std::optional<uint64_t> timestamp_ms = {});
   void expire_actions();
@@ -81,6 +85,7 @@ class Daemon : public AppSink {
   ActionCounters action_counters_;
   AppServer app_server_;
   MqttLink link_;
+  devices::DeviceHub devices_;  // [devices.*] and their [rtstreams.*]
   StatusServer status_server_;
   asio::signal_set signals_;
   DeadlineTimer flush_timer_, action_timer_;
