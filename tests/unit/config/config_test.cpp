@@ -728,3 +728,30 @@ TEST_CASE("config: unknown keys in devices and rtstreams", "[config][devices]") 
   CHECK(r.unknown_keys[0].to_string() == "test.toml:5:1: unknown key 'baudrate' in [devices.m]");
   CHECK(r.unknown_keys[1].to_string() == "test.toml:10:1: unknown key 'prot' in [rtstreams.r]");
 }
+
+TEST_CASE("non-ASCII text outside strings and comments is a syntax error found before toml++ parses", "[config]") {
+  // toml++ 3.3 reaches __builtin_unreachable for some of these characters; the text
+  // must never get to it.
+  auto bad = load_config_string("project_id = \"demo\"\ndevice_id = \"gw\"\npr\xC5\x85tlsd3 = 1\n", "bad.toml");
+  REQUIRE(bad.errors.size() == 1);
+  CHECK(bad.errors[0].to_string() ==
+        "bad.toml:3:3: TOML syntax error: a non-ASCII character outside a string or comment");
+  auto value = load_config_string("project_id = \xC2\xA0\"demo\"\n", "v.toml");
+  REQUIRE(value.errors.size() == 1);
+  CHECK(value.errors[0].line == 1);
+  CHECK(value.errors[0].column == 14);
+  auto continuation = load_config_string("project_id = \"\"\"de\\\n   \xC5\x85mo\"\"\"\n", "c.toml");
+  REQUIRE(continuation.errors.size() == 1);
+  CHECK(continuation.errors[0].message.find("right after a line-ending backslash") != std::string::npos);
+
+  // Inside strings (all four kinds) and comments it is fine.
+  auto ok = load_config_string(
+      "# caf\xC3\xA9 \xC5\x85\n"
+      "project_id = \"d\xC3\xA9mo\" # \xE2\x82\xAC\n"
+      "device_id = 'gw-\xC5\x85'\n"
+      "[tcpapps.app]\nport = 5001\n"
+      "[streams.s]\ntopic = \"\"\"/t/\xC5\x85/\\\"x\"\"\"\n"
+      "[streams.t]\ntopic = '''/t/\xE2\x82\xAC'''\n",
+      "ok.toml");
+  for (const auto& e : ok.errors) CHECK(e.message.find("non-ASCII") == std::string::npos);
+}
