@@ -70,6 +70,15 @@ void print_status(const std::string& json) {
   const auto& o = d["outbox"];
   std::printf("outbox   queued %lu  in flight %lu  %lu/%lu bytes%s\n", u(o, "queued"), u(o, "in_flight"),
               u(o, "bytes"), u(o, "max_bytes"), o["accepting"].GetBool() ? "" : "  (back-pressure on apps)");
+  if (d.HasMember("spool") && d["spool"].IsObject()) {
+    const auto& sp = d["spool"];
+    const auto& fs = sp["fsync"];
+    std::printf("spool    %lu/%lu bytes  %lu segments  to replay %lu  replayed %lu (%.1f/s)  dropped %lu  fsync %s %.2f ms%s%s
+",
+                u(sp, "bytes"), u(sp, "max_bytes"), u(sp, "segments"), u(sp, "backlog"), u(sp, "replayed"),
+                sp["replay_rate"].GetDouble(), u(sp, "dropped"), s(fs, "policy"), fs["mean_ms"].GetDouble(),
+                *s(sp, "last_error") ? "  last error: " : "", s(sp, "last_error"));
+  }
   for (const auto& a : d["apps"].GetArray()) {
     std::string errors;
     for (const auto& e : a["errors"].GetObject())
