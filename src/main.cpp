@@ -73,8 +73,7 @@ void print_status(const std::string& json) {
   if (d.HasMember("spool") && d["spool"].IsObject()) {
     const auto& sp = d["spool"];
     const auto& fs = sp["fsync"];
-    std::printf("spool    %lu/%lu bytes  %lu segments  to replay %lu  replayed %lu (%.1f/s)  dropped %lu  fsync %s %.2f ms%s%s
-",
+    std::printf("spool    %lu/%lu bytes  %lu segments  to replay %lu  replayed %lu (%.1f/s)  dropped %lu  fsync %s %.2f ms%s%s\n",
                 u(sp, "bytes"), u(sp, "max_bytes"), u(sp, "segments"), u(sp, "backlog"), u(sp, "replayed"),
                 sp["replay_rate"].GetDouble(), u(sp, "dropped"), s(fs, "policy"), fs["mean_ms"].GetDouble(),
                 *s(sp, "last_error") ? "  last error: " : "", s(sp, "last_error"));
