@@ -3,6 +3,9 @@
 //   relay_bench --mode relay   --broker-port P --app-ports A0,A1,... [--duration 10] [--warmup 3]
 //   relay_bench --mode ceiling --broker-port P [--streams 4] [--duration 10] [--warmup 3]
 //   relay_bench --mode rtt     --broker-port P --app-ports A0 [--actions 1000]
+//   relay_bench --mode fill    --app-ports A0,A1,... --points 1000000 [--rate 0] [--drain 5]
+//   relay_bench --mode drain   --broker-port P --app-ports A0,A1,... --backlog 1000000 [--rate 20000]
+//                              [--resume-pid PID] [--duration 180] [--warmup 0] [--drain 30]
 //
 // relay:   one TCP client per app port streams pre-rendered data-point lines as fast as
 //          the socket takes them; an MQTT subscriber counts the points that come out of
@@ -14,6 +17,16 @@
 // rtt:     an app answers every action with "Completed" at once; actions are published
 //          one at a time (QoS 1) and timed from publish to the Completed status at the
 //          subscriber. Reports p50/p99/max.
+//          --no-subscriber (relay): no MQTT connection at all (the broker is down and
+//          edgelink spools everything); the rate is what edgelink read from the apps.
+// fill:    sends exactly --points points over the app ports (sequences from 1e9), at
+//          --rate points/s (0: as fast as edgelink reads them), and exits: the backlog,
+//          sent while the broker is down (bench/spool_bench.sh). Gives up when edgelink
+//          reads nothing for --drain seconds.
+// drain:   the broker is back: subscribes, starts a live load of --rate points/s
+//          (sequences from 3e9, wall-clock timestamps), SIGCONTs --resume-pid, and runs
+//          until all --backlog backlog points have arrived. Reports the drain time and
+//          rate, duplicates, and the live points' rate and latency during the drain.
 //
 // The subscriber subscribes at QoS 0: at QoS 1 the broker would hold every outgoing
 // message until the subscriber's PUBACK (at most max_inflight_messages at once) and the
@@ -36,10 +49,12 @@
 #include <dirent.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
+#include <signal.h>
 
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cmath>
 #include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
@@ -52,6 +67,7 @@
 #include <string>
 #include <string_view>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 
 #include <mqtt/async_client.h>
@@ -84,14 +100,20 @@ struct Options {
   int actions = 1000;       // rtt
   std::string action_name = "bench_ping";
   std::vector<std::pair<std::string, int>> watch;  // name, pid
+  bool no_subscriber = false;  // relay: the broker is down, count what the apps sent
+  uint64_t points = 1000000;   // fill: points to send, split over the app ports
+  uint64_t backlog = 1000000;  // drain: backlog points expected at the subscriber
+  double rate = -1;            // drain: live points/s (default 20000); fill: points/s (default 0, unpaced)
+  int resume_pid = 0;          // drain: SIGCONT this process once the subscriber is ready
 };
 
 [[noreturn]] void usage(const char* why) {
   std::fprintf(stderr,
                "relay_bench: %s\n"
-               "usage: relay_bench --mode relay|ceiling|rtt --broker-port P [--host H] [--app-ports A,B,...]\n"
+               "usage: relay_bench --mode relay|ceiling|rtt|fill|drain --broker-port P [--host H] [--app-ports A,B,...]\n"
                "       [--project ID] [--device ID] [--streams N] [--duration S] [--warmup S] [--drain S]\n"
-               "       [--batch N] [--inflight N] [--actions K] [--action-name NAME] [--watch NAME=PID]...\n",
+               "       [--batch N] [--inflight N] [--actions K] [--action-name NAME] [--watch NAME=PID]...\n"
+               "       [--no-subscriber] [--points N] [--backlog N] [--rate R] [--resume-pid PID]\n",
                why);
   std::exit(2);
 }
@@ -120,6 +142,11 @@ Options parse_options(int argc, char** argv) {
     else if (a == "--inflight") o.inflight = std::atoi(value().c_str());
     else if (a == "--actions") o.actions = std::atoi(value().c_str());
     else if (a == "--action-name") o.action_name = value();
+    else if (a == "--no-subscriber") o.no_subscriber = true;
+    else if (a == "--points") o.points = std::strtoull(value().c_str(), nullptr, 10);
+    else if (a == "--backlog") o.backlog = std::strtoull(value().c_str(), nullptr, 10);
+    else if (a == "--rate") o.rate = std::atof(value().c_str());
+    else if (a == "--resume-pid") o.resume_pid = std::atoi(value().c_str());
     else if (a == "--watch") {
       std::string v = value();
       auto eq = v.find('=');
@@ -127,16 +154,20 @@ Options parse_options(int argc, char** argv) {
       o.watch.emplace_back(v.substr(0, eq), std::atoi(v.c_str() + eq + 1));
     } else usage(("unknown argument " + a).c_str());
   }
-  if (o.mode != "relay" && o.mode != "ceiling" && o.mode != "rtt") usage("--mode must be relay, ceiling or rtt");
-  if (o.broker_port <= 0) usage("--broker-port is required");
-  if ((o.mode == "relay" || o.mode == "rtt") && o.app_ports.empty()) usage("--app-ports is required");
+  if (o.mode != "relay" && o.mode != "ceiling" && o.mode != "rtt" && o.mode != "fill" && o.mode != "drain")
+    usage("--mode must be relay, ceiling, rtt, fill or drain");
+  if (o.broker_port <= 0 && o.mode != "fill") usage("--broker-port is required");
+  if (o.mode != "ceiling" && o.app_ports.empty()) usage("--app-ports is required");
+  if (o.mode == "fill" && o.points == 0) usage("--points must be > 0");
+  if (o.rate < 0) o.rate = o.mode == "drain" ? 20000 : 0;
+  if (o.mode == "drain" && o.backlog == 0) usage("--backlog must be > 0");
   if (o.mode == "ceiling" && o.streams <= 0) usage("--streams must be > 0");
   if (o.batch <= 0 || o.inflight <= 0 || o.actions <= 0) usage("--batch, --inflight and --actions must be > 0");
   if (o.warmup >= o.duration) usage("--warmup must be shorter than --duration");
   return o;
 }
 
-void result(const char* key, double value) { std::printf("result %s %.6g\n", key, value); }
+void result(const char* key, double value) { std::printf("result %s %.10g\n", key, value); }
 void result(const std::string& key, double value) { result(key.c_str(), value); }
 
 // ---- /proc sampling -------------------------------------------------------------------
@@ -323,12 +354,171 @@ uint64_t count_points(std::string_view payload) {
 
 std::string topic_prefix(const Options& o) { return "/tenants/" + o.project + "/devices/" + o.device; }
 
+// ---- backlog / live classification (drain mode) ----------------------------------------
+
+// Points the fill mode sends start at kFirstSequence (the backlog); the drain mode's live
+// points start here, so a point's sequence tells which of the two it is.
+constexpr uint64_t kLiveSequence = 3000000000;
+
+uint64_t parse_digits(const char*& p, const char* end) {
+  uint64_t v = 0;
+  while (p < end && *p >= '0' && *p <= '9') v = v * 10 + static_cast<uint64_t>(*p++ - '0');
+  return v;
+}
+
+// Counts every point by kind, finds duplicates (a bit per sequence and stream), backlog
+// points that arrive after a later one of the same stream, and the latency of live points
+// (arrival minus the wall-clock timestamp the generator wrote, 1 ms resolution). Runs on
+// Paho's callback thread; the atomics are read by the main thread while it runs.
+class Tracker {
+ public:
+  explicit Tracker(uint64_t backlog_expected) : expected_(backlog_expected), latency_all_(kMaxMs + 1), latency_drain_(kMaxMs + 1) {}
+
+  void start(Clock::time_point t0) {
+    std::lock_guard lock(mutex_);
+    t0_ = t0;
+    started_ = true;
+  }
+
+  void on_batch(const std::string& topic, const std::string& payload) {
+    static constexpr std::string_view kSeq = "{\"sequence\":";
+    static constexpr std::string_view kTs = "\"timestamp\":";
+    auto now = Clock::now();
+    const uint64_t now_ms = wall_ms();
+    std::lock_guard lock(mutex_);
+    auto ev = topic.rfind("/events/");
+    auto ja = topic.rfind("/jsonarray");
+    std::string stream = ev != std::string::npos && ja != std::string::npos && ja > ev + 8
+                             ? topic.substr(ev + 8, ja - ev - 8)
+                             : topic;
+    Stream& st = streams_[stream];
+    const size_t slot =
+        started_ ? static_cast<size_t>(std::max(0.0, std::chrono::duration<double>(now - t0_).count()) / kSlotS) : 0;
+    if (slot >= live_per_s_.size()) {
+      live_per_s_.resize(slot + 1);
+      backlog_per_s_.resize(slot + 1);
+    }
+    const char* p = payload.data();
+    const char* end = p + payload.size();
+    uint64_t nb = 0, nl = 0;
+    while (p < end) {
+      const char* hit = static_cast<const char*>(std::memchr(p, '{', static_cast<size_t>(end - p)));
+      if (!hit) break;
+      p = hit + 1;
+      if (static_cast<size_t>(end - hit) < kSeq.size() || std::memcmp(hit, kSeq.data(), kSeq.size()) != 0) continue;
+      p = hit + kSeq.size();
+      uint64_t seq = parse_digits(p, end);
+      if (seq >= kLiveSequence) {
+        uint64_t ts = 0;
+        std::string_view rest(p, static_cast<size_t>(end - p));
+        auto t = rest.find(kTs);
+        if (t != std::string_view::npos) {
+          const char* q = p + t + kTs.size();
+          ts = parse_digits(q, end);
+        }
+        if (!mark(st.live, seq - kLiveSequence)) {
+          ++live_dups_;
+          continue;
+        }
+        ++nl;
+        uint64_t ms = ts && now_ms > ts ? now_ms - ts : 0;
+        ms = std::min<uint64_t>(ms, kMaxMs);
+        ++latency_all_[ms];
+        const uint64_t b = backlog.load(std::memory_order_relaxed);
+        if (b > 0 && b < expected_) {
+          ++latency_drain_[ms];
+          ++live_during_drain_;
+        }
+      } else {
+        const uint64_t i = seq >= kFirstSequence ? seq - kFirstSequence : seq;
+        if (!mark(st.backlog, i)) {
+          ++backlog_dups_;
+          continue;
+        }
+        if (st.any && i < st.backlog_max) ++reordered_;
+        st.backlog_max = std::max(st.backlog_max, i);
+        st.any = true;
+        ++nb;
+      }
+    }
+    if (nb) {
+      if (!first_backlog_set_) {
+        first_backlog_ = now;
+        first_backlog_set_ = true;
+      }
+      last_backlog_ = now;
+      backlog_per_s_[slot] += nb;
+      backlog.fetch_add(nb, std::memory_order_relaxed);
+    }
+    if (nl) {
+      if (!first_live_set_) {
+        first_live_ = now;
+        first_live_set_ = true;
+      }
+      live_per_s_[slot] += nl;
+      live.fetch_add(nl, std::memory_order_relaxed);
+    }
+  }
+
+  std::atomic<uint64_t> backlog{0};  // distinct backlog points received
+  std::atomic<uint64_t> live{0};     // distinct live points received
+
+  struct Report {
+    uint64_t backlog_dups, live_dups, reordered, live_during_drain;
+    bool have_backlog, have_live;
+    double first_backlog_s, last_backlog_s, first_live_s;  // since start()
+    std::vector<uint64_t> live_per_s, backlog_per_s;  // points per kSlotS slot
+    std::vector<uint64_t> latency_all, latency_drain;
+  };
+  Report report() {
+    std::lock_guard lock(mutex_);
+    auto since = [&](Clock::time_point t) { return std::chrono::duration<double>(t - t0_).count(); };
+    return Report{backlog_dups_, live_dups_, reordered_, live_during_drain_, first_backlog_set_, first_live_set_,
+                  since(first_backlog_), since(last_backlog_), since(first_live_), live_per_s_, backlog_per_s_,
+                  latency_all_, latency_drain_};
+  }
+
+ private:
+  static constexpr uint64_t kMaxMs = 60000;
+
+ public:
+  static constexpr double kSlotS = 0.25;  // live_per_s / backlog_per_s: points per slot of this many seconds
+
+ private:
+  struct Stream {
+    std::vector<uint64_t> backlog, live;  // bitsets by sequence offset
+    uint64_t backlog_max = 0;
+    bool any = false;
+  };
+  // Sets bit i; false when it was set already (a duplicate).
+  static bool mark(std::vector<uint64_t>& bits, uint64_t i) {
+    if (i / 64 >= bits.size()) bits.resize(std::max<size_t>(i / 64 + 1, bits.size() * 2));
+    uint64_t& w = bits[i / 64];
+    const uint64_t m = uint64_t{1} << (i % 64);
+    if (w & m) return false;
+    w |= m;
+    return true;
+  }
+
+  const uint64_t expected_;
+  std::mutex mutex_;
+  Clock::time_point t0_{};
+  bool started_ = false;
+  std::unordered_map<std::string, Stream> streams_;
+  uint64_t backlog_dups_ = 0, live_dups_ = 0, reordered_ = 0, live_during_drain_ = 0;
+  bool first_backlog_set_ = false, first_live_set_ = false;
+  Clock::time_point first_backlog_{}, last_backlog_{}, first_live_{};
+  std::vector<uint64_t> live_per_s_, backlog_per_s_;
+  std::vector<uint64_t> latency_all_, latency_drain_;
+};
+
 // ---- subscriber ------------------------------------------------------------------------
 
 class Subscriber {
  public:
-  explicit Subscriber(const Options& o)
-      : client_("tcp://" + o.host + ":" + std::to_string(o.broker_port), "relay-bench-sub-" + std::to_string(getpid()),
+  explicit Subscriber(const Options& o, Tracker* tracker = nullptr)
+      : tracker_(tracker),
+        client_("tcp://" + o.host + ":" + std::to_string(o.broker_port), "relay-bench-sub-" + std::to_string(getpid()),
                 mqtt::create_options(MQTTVERSION_3_1_1)) {
     client_.set_message_callback([this](mqtt::const_message_ptr m) { on_message(*m); });
     auto opts = mqtt::connect_options_builder().clean_session(true).keep_alive_interval(std::chrono::seconds(30)).finalize();
@@ -362,6 +552,7 @@ class Subscriber {
     const std::string& topic = m.get_topic();
     messages_.fetch_add(1, std::memory_order_relaxed);
     if (topic.size() >= 10 && topic.compare(topic.size() - 10, 10, "/jsonarray") == 0) {
+      if (tracker_) tracker_->on_batch(topic, payload);
       points_.fetch_add(count_points(payload), std::memory_order_relaxed);
       return;
     }
@@ -381,6 +572,7 @@ class Subscriber {
     cv_.notify_all();
   }
 
+  Tracker* tracker_;
   mqtt::async_client client_;
   std::atomic<uint64_t> points_{0};
   std::atomic<uint64_t> messages_{0};
@@ -393,17 +585,23 @@ class Subscriber {
 // Runs the load for o.duration seconds; `sent` reads how many points left the
 // generator so far. Measures the steady window [warmup, duration], prints per-second
 // progress on stderr, then waits for stragglers.
-void measure(const Options& o, Subscriber& sub, const std::function<uint64_t()>& sent,
+void measure(const Options& o, const std::function<uint64_t()>& received, const std::function<uint64_t()>& sent,
              const std::function<void()>& stop_load) {
   auto t0 = Clock::now();
   uint64_t last_recv = 0;
   uint64_t recv_w0 = 0, sent_w0 = 0;
   CpuWindow cpu;
   bool in_window = false;
+  uint64_t last_sent = 0;
+  auto sent_moved = Clock::now();
   for (int tick = 1;; ++tick) {
     std::this_thread::sleep_until(t0 + std::chrono::milliseconds(static_cast<int64_t>(tick * 500)));
     double t = seconds_since(t0);
-    uint64_t r = sub.points();
+    uint64_t r = received();
+    if (uint64_t s = sent(); s != last_sent) {
+      last_sent = s;
+      sent_moved = Clock::now();
+    }
     if (tick % 2 == 0) {
       std::fprintf(stderr, "  %s t=%4.1fs  received %8.0f points/s\n", o.mode.c_str(), t, (r - last_recv) / 1.0);
       last_recv = r;
@@ -421,6 +619,13 @@ void measure(const Options& o, Subscriber& sub, const std::function<uint64_t()>&
       result(o.mode + "_points_per_s", (r - recv_w0) / window);
       result(o.mode + "_offered_points_per_s", (sent_w1 - sent_w0) / window);
       result(o.mode + "_window_s", window);
+      // The generator could not write for this long at the end of the window: edgelink
+      // stopped reading the apps (back-pressure). Half a second or more is a stall.
+      const double idle = seconds_since(sent_moved);
+      result(o.mode + "_sender_idle_s", idle);
+      if (idle >= 1)
+        std::fprintf(stderr, "relay_bench: %s: nothing could be sent for the last %.1f s: edgelink stopped reading\n",
+                     o.mode.c_str(), idle);
       break;
     }
   }
@@ -428,19 +633,19 @@ void measure(const Options& o, Subscriber& sub, const std::function<uint64_t()>&
   // Partial batches leave edgelink after flush_period; wait until everything arrived or
   // nothing has moved for o.drain seconds.
   uint64_t total = sent();
-  uint64_t seen = sub.points();
+  uint64_t seen = received();
   auto last_move = Clock::now();
-  while (sub.points() < total && seconds_since(last_move) < o.drain) {
+  while (received() < total && seconds_since(last_move) < o.drain) {
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    if (sub.points() != seen) {
-      seen = sub.points();
+    if (received() != seen) {
+      seen = received();
       last_move = Clock::now();
     }
   }
   result(o.mode + "_points_sent", static_cast<double>(total));
-  result(o.mode + "_points_received", static_cast<double>(sub.points()));
+  result(o.mode + "_points_received", static_cast<double>(received()));
   std::fprintf(stderr, "  %s: sent %llu points, received %llu\n", o.mode.c_str(),
-               static_cast<unsigned long long>(total), static_cast<unsigned long long>(sub.points()));
+               static_cast<unsigned long long>(total), static_cast<unsigned long long>(received()));
 }
 
 // ---- relay -----------------------------------------------------------------------------
@@ -533,7 +738,10 @@ class AppWriter {
 };
 
 int run_relay(const Options& o) {
-  Subscriber sub(o);
+  // --no-subscriber: the broker is down (everything goes to edgelink's spool); the rate
+  // is what edgelink took from the apps' sockets (offered; TCP back-pressure).
+  std::unique_ptr<Subscriber> sub;
+  if (!o.no_subscriber) sub = std::make_unique<Subscriber>(o);
   std::vector<std::unique_ptr<AppWriter>> apps;
   for (size_t i = 0; i < o.app_ports.size(); ++i)
     apps.push_back(std::make_unique<AppWriter>(o, o.app_ports[i], "s" + std::to_string(i)));
@@ -544,11 +752,320 @@ int run_relay(const Options& o) {
     for (auto& a : apps) n += a->sent();
     return n;
   };
-  measure(o, sub, sent, [&] {
+  std::function<uint64_t()> received = sent;
+  if (sub) received = [&] { return sub->points(); };
+  measure(o, received, sent, [&] {
     stop = true;
+    // A writer blocked in send() because edgelink no longer reads gives up after 3 s.
+    std::atomic<bool> joined{false};
+    std::thread guard([&] {
+      for (int i = 0; i < 60 && !joined.load(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      abort = true;
+    });
     for (auto& a : apps) a->join();
+    joined = true;
+    guard.join();
   });
   return 0;
+}
+
+// ---- fill and drain (the spool benchmark, bench/spool_bench.sh) ------------------------
+
+// fill: sends exactly o.points points, split over the app ports (stream s<i>, sequences
+// from kFirstSequence), as fast as edgelink reads them, then closes the connections.
+// Meant to run while the broker is down, so everything goes to edgelink's spool.
+int run_fill(const Options& o) {
+  const size_t apps = o.app_ports.size();
+  std::vector<int> fds;
+  for (int port : o.app_ports) {
+    int fd = connect_tcp(o.host, port);
+    if (fd < 0) {
+      std::fprintf(stderr, "relay_bench: cannot connect to app port %d: %s\n", port, std::strerror(errno));
+      return 1;
+    }
+    fds.push_back(fd);
+  }
+  for (int fd : fds) {
+    timeval tv{0, 200000};  // a blocked send still sees `failed` now and then
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+  }
+  std::atomic<uint64_t> sent{0};
+  std::atomic<bool> failed{false};
+  auto t0 = Clock::now();
+  const double per_app = o.rate / static_cast<double>(apps);  // 0: as fast as edgelink reads
+  std::vector<std::thread> threads;
+  for (size_t a = 0; a < apps; ++a) {
+    const uint64_t n = o.points / apps + (a < o.points % apps ? 1 : 0);
+    threads.emplace_back([&, a, n] {
+      const std::string stream = "s" + std::to_string(a);
+      std::string buf;
+      for (uint64_t i = 0; i < n && !failed.load();) {
+        uint64_t k = std::min<uint64_t>(2000, n - i);
+        if (per_app > 0) {
+          const auto due = static_cast<uint64_t>(seconds_since(t0) * per_app);
+          if (due <= i) {
+            std::this_thread::sleep_for(std::chrono::milliseconds(2));
+            continue;
+          }
+          k = std::min(k, due - i);
+        }
+        buf.clear();
+        for (uint64_t j = 0; j < k; ++j, ++i)
+          buf += point_line(stream, static_cast<uint32_t>(kFirstSequence + i), kBaseTimestamp + i);
+        if (!send_all(fds[a], buf.data(), buf.size(), failed)) {
+          if (!failed.load()) std::fprintf(stderr, "relay_bench: %s: send failed: %s\n", stream.c_str(), std::strerror(errno));
+          failed = true;
+          return;
+        }
+        sent.fetch_add(k, std::memory_order_relaxed);
+      }
+    });
+  }
+  uint64_t last = 0, progress = 0;
+  auto moved = Clock::now();
+  bool stalled = false;
+  for (int tick = 1;; ++tick) {
+    bool done = sent.load() >= o.points || failed.load();
+    if (!done) std::this_thread::sleep_until(t0 + std::chrono::milliseconds(100 * tick));
+    const uint64_t now = sent.load();
+    if (now != progress) {
+      progress = now;
+      moved = Clock::now();
+    } else if (!done && seconds_since(moved) > o.drain) {
+      std::fprintf(stderr, "relay_bench: fill: edgelink has read nothing for %.0f s (%llu of %llu points sent); giving up\n",
+                   o.drain, static_cast<unsigned long long>(now), static_cast<unsigned long long>(o.points));
+      stalled = true;
+      failed = true;
+      done = true;
+    }
+    if (tick % 10 == 0 || done) {
+      std::fprintf(stderr, "  fill t=%4.1fs  sent %9llu points (%8.0f points/s)\n", seconds_since(t0),
+                   static_cast<unsigned long long>(now), static_cast<double>(now - last));
+      last = now;
+    }
+    if (done) break;
+  }
+  for (auto& t : threads) t.join();
+  const double secs = seconds_since(t0) - (stalled ? o.drain : 0);
+  for (int fd : fds) ::close(fd);
+  result("fill_points_sent", static_cast<double>(sent.load()));
+  result("fill_stalled", stalled ? 1 : 0);
+  result("fill_s", secs);
+  result("fill_points_per_s", static_cast<double>(sent.load()) / secs);
+  return failed.load() ? 1 : 0;
+}
+
+// One app of the drain mode's live load: o.rate / apps points/s, paced in 5 ms steps;
+// sequences from kLiveSequence, timestamps the wall clock (ms) when the line was
+// written, so the subscriber can time each point. A send blocked by edgelink's
+// back-pressure delays the following points, and that delay shows in their latency.
+class LiveWriter {
+ public:
+  LiveWriter(const Options& o, int port, std::string stream, double rate) : stream_(std::move(stream)), rate_(rate) {
+    fd_ = connect_tcp(o.host, port);
+    if (fd_ < 0) {
+      std::fprintf(stderr, "relay_bench: cannot connect to app port %d: %s\n", port, std::strerror(errno));
+      std::exit(1);
+    }
+    timeval tv{0, 200000};
+    setsockopt(fd_, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+  }
+  ~LiveWriter() {
+    join();
+    if (fd_ >= 0) ::close(fd_);
+  }
+  void start(std::atomic<bool>& stop) {
+    thread_ = std::thread([this, &stop] { run(stop); });
+  }
+  void join() {
+    if (thread_.joinable()) thread_.join();
+  }
+  uint64_t sent() const { return sent_.load(std::memory_order_relaxed); }
+
+ private:
+  void run(std::atomic<bool>& stop) {
+    const auto t0 = Clock::now();
+    std::string buf;
+    uint64_t n = 0;
+    for (int tick = 1; !stop.load(std::memory_order_relaxed); ++tick) {
+      const auto target = static_cast<uint64_t>(seconds_since(t0) * rate_);
+      if (target > n) {
+        buf.clear();
+        const uint64_t ms = wall_ms();
+        for (; n < target; ++n) buf += point_line(stream_, static_cast<uint32_t>(kLiveSequence + n), ms);
+        if (!send_all(fd_, buf.data(), buf.size(), stop)) {
+          if (!stop.load()) std::fprintf(stderr, "relay_bench: live %s: send failed: %s\n", stream_.c_str(), std::strerror(errno));
+          return;
+        }
+        sent_.store(n, std::memory_order_relaxed);
+      }
+      std::this_thread::sleep_until(t0 + std::chrono::milliseconds(5 * tick));
+    }
+  }
+  std::string stream_;
+  double rate_;
+  int fd_ = -1;
+  std::thread thread_;
+  std::atomic<uint64_t> sent_{0};
+};
+
+double percentile_ms(const std::vector<uint64_t>& hist, double p) {
+  uint64_t total = 0;
+  for (uint64_t c : hist) total += c;
+  if (total == 0) return -1;
+  const auto rank = static_cast<uint64_t>(p * static_cast<double>(total - 1));
+  uint64_t seen = 0;
+  for (size_t ms = 0; ms < hist.size(); ++ms) {
+    seen += hist[ms];
+    if (seen > rank) return static_cast<double>(ms);
+  }
+  return static_cast<double>(hist.size() - 1);
+}
+
+double max_ms(const std::vector<uint64_t>& hist) {
+  for (size_t ms = hist.size(); ms-- > 0;)
+    if (hist[ms]) return static_cast<double>(ms);
+  return -1;
+}
+
+// drain: the broker has just come back with o.backlog points in edgelink's spool. The
+// subscriber attaches, the live load starts, then edgelink is resumed (SIGCONT to
+// --resume-pid: the script stopped it before starting the broker, so that it cannot
+// publish before the subscriber listens). Runs until every backlog point has arrived,
+// or the backlog made no progress for o.drain seconds, or o.duration seconds passed.
+int run_drain(const Options& o) {
+  Tracker tracker(o.backlog);
+  Subscriber sub(o, &tracker);
+  std::vector<std::unique_ptr<LiveWriter>> live;
+  const double per_app = o.rate / static_cast<double>(o.app_ports.size());
+  for (size_t i = 0; i < o.app_ports.size(); ++i)
+    live.push_back(std::make_unique<LiveWriter>(o, o.app_ports[i], "s" + std::to_string(i), per_app));
+  auto live_sent = [&] {
+    uint64_t n = 0;
+    for (auto& w : live) n += w->sent();
+    return n;
+  };
+  std::atomic<bool> stop{false};
+  CpuWindow cpu;
+  const auto t0 = Clock::now();
+  tracker.start(t0);
+  cpu.begin(o);
+  if (o.resume_pid > 0 && ::kill(o.resume_pid, SIGCONT) != 0)
+    std::fprintf(stderr, "relay_bench: SIGCONT %d: %s\n", o.resume_pid, std::strerror(errno));
+  if (o.rate > 0)
+    for (auto& w : live) w->start(stop);
+
+  std::vector<std::pair<double, uint64_t>> sent_at;  // (t, live points sent), every 100 ms
+  uint64_t last_b = 0, last_l = 0, progress_b = 0;
+  auto last_progress = Clock::now();
+  bool complete = false;
+  for (int tick = 1;; ++tick) {
+    std::this_thread::sleep_until(t0 + std::chrono::milliseconds(100 * tick));
+    const double t = seconds_since(t0);
+    const uint64_t b = tracker.backlog.load(), l = tracker.live.load();
+    sent_at.emplace_back(t, live_sent());
+    if (tick % 10 == 0) {
+      std::fprintf(stderr, "  drain t=%5.1fs  backlog %8llu (+%7llu/s)  live +%6llu/s (offered %6llu total)\n", t,
+                   static_cast<unsigned long long>(b), static_cast<unsigned long long>(b - last_b),
+                   static_cast<unsigned long long>(l - last_l), static_cast<unsigned long long>(sent_at.back().second));
+      last_b = b;
+      last_l = l;
+    }
+    if (b >= o.backlog) {
+      complete = true;
+      break;
+    }
+    if (b != progress_b) {
+      progress_b = b;
+      last_progress = Clock::now();
+    }
+    // Before the first point the wait includes edgelink's reconnect; allow for it.
+    const double patience = b == 0 ? o.drain + 5 : o.drain;
+    if (seconds_since(last_progress) > patience) {
+      std::fprintf(stderr, "relay_bench: drain: no backlog point for %.0f s; giving up\n", patience);
+      break;
+    }
+    if (t > o.duration) {
+      std::fprintf(stderr, "relay_bench: drain: not complete after %.0f s; giving up\n", o.duration);
+      break;
+    }
+  }
+  const double t_end = seconds_since(t0);
+  stop = true;
+  for (auto& w : live) w->join();
+  cpu.end(o);
+  // Live stragglers: partial batches leave edgelink after flush_period.
+  const uint64_t total_live = live_sent();
+  {
+    uint64_t seen = tracker.live.load();
+    auto moved = Clock::now();
+    while (tracker.live.load() < total_live && seconds_since(moved) < 5) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      if (tracker.live.load() != seen) {
+        seen = tracker.live.load();
+        moved = Clock::now();
+      }
+    }
+  }
+  Tracker::Report r = tracker.report();
+  const uint64_t backlog = tracker.backlog.load();
+  auto sent_near = [&](double t) {
+    uint64_t v = 0;
+    for (auto& [at, n] : sent_at)
+      if (at <= t) v = n;
+    return v;
+  };
+  result("drain_complete", complete ? 1 : 0);
+  result("drain_backlog_expected", static_cast<double>(o.backlog));
+  result("drain_backlog_received", static_cast<double>(backlog));
+  result("drain_backlog_missing", static_cast<double>(o.backlog > backlog ? o.backlog - backlog : 0));
+  result("drain_backlog_duplicates", static_cast<double>(r.backlog_dups));
+  result("drain_backlog_reordered", static_cast<double>(r.reordered));
+  result("drain_run_s", t_end);
+  if (r.have_backlog) {
+    const double span = r.last_backlog_s - r.first_backlog_s;
+    result("drain_first_backlog_s", r.first_backlog_s);
+    result("drain_last_backlog_s", r.last_backlog_s);
+    result("drain_backlog_points_per_s", span > 0 ? static_cast<double>(backlog) / span : 0);
+    result("drain_backlog_points_per_s_from_resume",
+           r.last_backlog_s > 0 ? static_cast<double>(backlog) / r.last_backlog_s : 0);
+    // Live load while the backlog drained: [first backlog point, last backlog point].
+    const double offered = static_cast<double>(sent_near(r.last_backlog_s) - sent_near(r.first_backlog_s));
+    if (span > 0) {
+      result("drain_live_offered_per_s", offered / span);
+      result("drain_live_received_per_s", static_cast<double>(r.live_during_drain) / span);
+    }
+    // Whole 250 ms slots inside the drain window: the slowest and fastest for live
+    // points, as points/s.
+    const double slot = Tracker::kSlotS;
+    uint64_t lo = UINT64_MAX, hi = 0;
+    for (auto s = static_cast<size_t>(std::ceil(r.first_backlog_s / slot));
+         static_cast<double>(s + 1) * slot <= r.last_backlog_s; ++s) {
+      uint64_t v = s < r.live_per_s.size() ? r.live_per_s[s] : 0;
+      lo = std::min(lo, v);
+      hi = std::max(hi, v);
+    }
+    if (lo != UINT64_MAX) {
+      result("drain_live_min_per_s", static_cast<double>(lo) / slot);
+      result("drain_live_max_per_s", static_cast<double>(hi) / slot);
+    }
+  }
+  if (r.have_live) result("drain_first_live_s", r.first_live_s);
+  result("drain_live_sent", static_cast<double>(total_live));
+  result("drain_live_received", static_cast<double>(tracker.live.load()));
+  result("drain_live_duplicates", static_cast<double>(r.live_dups));
+  result("drain_live_during_drain", static_cast<double>(r.live_during_drain));
+  result("drain_live_p50_ms", percentile_ms(r.latency_drain, 0.50));
+  result("drain_live_p99_ms", percentile_ms(r.latency_drain, 0.99));
+  result("drain_live_max_ms", max_ms(r.latency_drain));
+  result("drain_live_all_p50_ms", percentile_ms(r.latency_all, 0.50));
+  result("drain_live_all_p99_ms", percentile_ms(r.latency_all, 0.99));
+  result("drain_live_all_max_ms", max_ms(r.latency_all));
+  std::fprintf(stderr, "  drain: backlog %llu of %llu (%llu duplicates), live sent %llu received %llu\n",
+               static_cast<unsigned long long>(backlog), static_cast<unsigned long long>(o.backlog),
+               static_cast<unsigned long long>(r.backlog_dups), static_cast<unsigned long long>(total_live),
+               static_cast<unsigned long long>(tracker.live.load()));
+  return complete ? 0 : 1;
 }
 
 // ---- ceiling ---------------------------------------------------------------------------
@@ -676,7 +1193,7 @@ int run_ceiling(const Options& o) {
   {
     Subscriber sub(o);
     shared.go = true;
-    measure(watched, sub, [&] { return shared.sent.load(); }, [&] {
+    measure(watched, [&] { return sub.points(); }, [&] { return shared.sent.load(); }, [&] {
       shared.stop = true;
       waitpid(child, &status, 0);
     });
@@ -795,6 +1312,8 @@ int main(int argc, char** argv) {
   try {
     if (o.mode == "relay") return run_relay(o);
     if (o.mode == "ceiling") return run_ceiling(o);
+    if (o.mode == "fill") return run_fill(o);
+    if (o.mode == "drain") return run_drain(o);
     return run_rtt(o);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "relay_bench: %s\n", e.what());

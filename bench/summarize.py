@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
-"""Summary table for bench/run_bench.sh (stdlib only).
+"""Summary tables for bench/run_bench.sh and bench/spool_bench.sh (stdlib only).
 
-    summarize.py TMPDIR ROUNDS key=value...
+    summarize.py TMPDIR ROUNDS key=value...       (run_bench.sh)
+    summarize.py spool TMPDIR key=value...        (spool_bench.sh)
 
 Reads the "result KEY VALUE" lines relay_bench wrote to TMPDIR/relay-N.out,
 ceiling-N.out and rtt.out, and edgelink's status after the relay runs; the key=value
@@ -111,5 +112,185 @@ def main():
     print(f"load average (1/5/15 min) at start {env['load_start']}, at end {env['load_end']}")
 
 
+def load_json(path):
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return {}
+
+
+def spool_main():
+    """spool_bench.sh: backlog drain and fsync policy cost."""
+    tmp = sys.argv[2]
+    env = dict(a.split("=", 1) for a in sys.argv[3:])
+    phases = env.get("phases", "").split()
+    out = {}  # result lines of the summary
+    rows = []
+
+    def fnum(key):
+        try:
+            return float(env.get(key, "nan") or "nan")
+        except ValueError:
+            return math.nan
+
+    print()
+    print(f"edgelink spool benchmark: {env['apps']} apps/streams, batch 100, in-flight 100, "
+          f"max_memory_bytes {int(env['max_memory']):,}, {env['nproc']} cores, nice {env.get('nice', '0')}")
+    if "drain" in phases:
+        fill = results(os.path.join(tmp, "fill.out"))
+        d = results(os.path.join(tmp, "drain.out"))
+        filled = load_json(os.path.join(tmp, "status-filled.json")).get("spool", {})
+        drained = load_json(os.path.join(tmp, "status-drained.json"))
+        ds = drained.get("spool", {})
+        backlog = int(env["backlog"])
+        spool_bytes = filled.get("bytes", math.nan)
+        fs = filled.get("fsync", {})
+        fill_sent = int(float(env.get("fill_sent") or 0))
+        out.update({
+            "spool_backlog_points": backlog,
+            "spool_fill_points_sent": fill_sent,
+            "spool_fill_stalled": num(fill, "fill_stalled"),
+            "spool_backlog_on_disk": int(env["on_disk"]),
+            "spool_fill_points_per_s": num(fill, "fill_points_per_s"),
+            "spool_fill_on_disk_s": fnum("on_disk_s"),
+            "spool_bytes": spool_bytes,
+            "spool_bytes_per_point": spool_bytes / backlog,
+            "spool_dir_bytes": fnum("spool_du"),
+            "spool_records": filled.get("records", math.nan),
+            "spool_fill_fsync_count": fs.get("count", math.nan),
+            "spool_fill_fsync_mean_ms": fs.get("mean_ms", math.nan),
+            "spool_fill_fsync_max_ms": fs.get("max_ms", math.nan),
+            "drain_complete": num(d, "drain_complete"),
+            "drain_first_point_s": num(d, "drain_first_backlog_s"),
+            "drain_s": num(d, "drain_last_backlog_s"),
+            "drain_points_per_s": num(d, "drain_backlog_points_per_s"),
+            "drain_points_per_s_from_resume": num(d, "drain_backlog_points_per_s_from_resume"),
+            "drain_backlog_missing": num(d, "drain_backlog_missing"),
+            "drain_backlog_duplicates": num(d, "drain_backlog_duplicates"),
+            "drain_backlog_reordered": num(d, "drain_backlog_reordered"),
+            "drain_live_offered_per_s": num(d, "drain_live_offered_per_s"),
+            "drain_live_received_per_s": num(d, "drain_live_received_per_s"),
+            "drain_live_min_per_s": num(d, "drain_live_min_per_s"),
+            "drain_live_p50_ms": num(d, "drain_live_p50_ms"),
+            "drain_live_p99_ms": num(d, "drain_live_p99_ms"),
+            "drain_live_max_ms": num(d, "drain_live_max_ms"),
+            "drain_live_missing": num(d, "drain_live_sent") - num(d, "drain_live_received"),
+            "drain_cpu_pct_edgelink": num(d, "drain_cpu_pct_edgelink"),
+            "drain_peak_rss_kib": fnum("drain_hwm"),
+            "filled_rss_kib": fnum("filled_rss"),
+            "drain_spool_bytes_after": ds.get("bytes", math.nan),
+            "drain_dropped": ds.get("dropped", math.nan),
+        })
+        o = out
+        rows += [
+            ("BACKLOG DRAIN", "", ""),
+            (f"backlog sent with the broker down", f"{backlog:,} points",
+             f"{o['spool_fill_points_per_s']:,.0f} points/s into the spool (fsync {env['drain_fsync']})"),
+            ("  sent by the apps", f"{fill_sent:,} points", "edgelink STOPPED READING the apps: the fill gave up"
+             if o["spool_fill_stalled"] == 1 else f"paced at {int(env['fill_rate']):,} points/s (0: unpaced)"),
+            ("  all on disk (records settled)", "yes" if o["spool_backlog_on_disk"] else "NO",
+             f"{o['spool_fill_on_disk_s']:.1f} s after the first point; {o['spool_records']:,} records"),
+            ("  spool size", f"{spool_bytes:,} B",
+             f"{o['spool_bytes_per_point']:.1f} B/point; directory {o['spool_dir_bytes']:,.0f} B"),
+            ("  fsyncs while filling", f"{o['spool_fill_fsync_count']:,}",
+             f"mean {o['spool_fill_fsync_mean_ms']:.2f} ms, max {o['spool_fill_fsync_max_ms']:.2f} ms"),
+            ("broker back (edgelink resumed) -> first point", f"{o['drain_first_point_s']:.2f} s", "includes edgelink's reconnect"),
+            ("broker back -> last backlog point", f"{o['drain_s']:.2f} s",
+             "complete" if o["drain_complete"] == 1 else "NOT COMPLETE"),
+            ("drain rate (first -> last point)", f"{o['drain_points_per_s']:,.0f} points/s",
+             f"{o['drain_points_per_s_from_resume']:,.0f} points/s counting from the broker's return"),
+            ("backlog missing / duplicated", f"{o['drain_backlog_missing']:,.0f} / {o['drain_backlog_duplicates']:,.0f}",
+             f"{o['drain_backlog_reordered']:,.0f} arrived after a later point of their stream"),
+            ("live during the drain, offered", f"{o['drain_live_offered_per_s']:,.0f} points/s", ""),
+            ("live during the drain, received", f"{o['drain_live_received_per_s']:,.0f} points/s",
+             f"slowest 250 ms of the drain: {o['drain_live_min_per_s']:,.0f} points/s"),
+            ("live latency p50 / p99 / max", f"{o['drain_live_p50_ms']:.0f} / {o['drain_live_p99_ms']:.0f} / "
+             f"{o['drain_live_max_ms']:.0f} ms", "app write -> subscriber, during the drain (1 ms resolution)"),
+            ("live points missing", f"{o['drain_live_missing']:,.0f}", "sent - received, after the run"),
+            ("edgelink CPU during the drain", f"{o['drain_cpu_pct_edgelink']:.0f} % of a core", ""),
+            ("edgelink RSS with the backlog spooled", f"{o['filled_rss_kib']:,.0f} KiB", ""),
+            ("edgelink peak RSS (VmHWM)", f"{o['drain_peak_rss_kib']:,.0f} KiB", "fill and drain"),
+            ("spool after the drain", f"{o['drain_spool_bytes_after']:,} B",
+             f"dropped {o['drain_dropped']}, replayed {ds.get('replayed')}, reconnects "
+             f"{drained.get('broker', {}).get('connects')}, resent {drained.get('outbox', {}).get('resent')}"),
+        ]
+    if "fsync" in phases:
+        rows.append(("FSYNC POLICY (broker down: all to disk)", "", ""))
+        for policy in env["fsync_policies"].split():
+            r = results(os.path.join(tmp, f"fsync-{policy}.out"))
+            st = load_json(os.path.join(tmp, f"status-fsync-{policy}.json")).get("spool", {})
+            w0 = load_json(os.path.join(tmp, f"status-fsync-{policy}-w0.json")).get("spool", {})
+            w1 = load_json(os.path.join(tmp, f"status-fsync-{policy}-w1.json")).get("spool", {})
+            window = num(r, f"fsync_{policy}_window_s")
+            try:  # batches of 100 points written to disk in the steady window
+                written = (w1["spooled"] - w0["spooled"]) * 100 / window
+                written_mb = (w1["bytes"] - w0["bytes"]) / window / 1e6
+            except (KeyError, TypeError, ZeroDivisionError):
+                written = written_mb = math.nan
+            fs = st.get("fsync", {})
+            pps = num(r, "relay_points_per_s")
+            cpu = num(r, "relay_cpu_pct_edgelink")
+            idle = num(r, "relay_sender_idle_s")
+            k = f"fsync_{policy}"
+            out.update({
+                f"{k}_points_per_s": pps,
+                f"{k}_written_points_per_s": written,
+                f"{k}_written_mb_per_s": written_mb,
+                f"{k}_sender_idle_s": idle,
+                f"{k}_count": fs.get("count", math.nan),
+                f"{k}_mean_ms": fs.get("mean_ms", math.nan),
+                f"{k}_max_ms": fs.get("max_ms", math.nan),
+                f"{k}_spool_bytes": st.get("bytes", math.nan),
+                f"{k}_dropped": st.get("dropped", math.nan),
+                f"{k}_cpu_pct_edgelink": cpu,
+                f"{k}_peak_rss_kib": num(r, f"fsync_{policy}_vmhwm_kib"),
+                f"{k}_stop_s": num(r, f"fsync_{policy}_stop_s"),
+            })
+            rows.append((f"  fsync = {policy}: apps -> edgelink", f"{pps:,.0f} points/s",
+                         "" if not idle >= 1 else f"STALLED: edgelink read nothing for the last {idle:.1f} s"))
+            rows.append((f"  fsync = {policy}: written to the spool", f"{written:,.0f} points/s",
+                         f"{written_mb:.0f} MB/s; {fs.get('count', 0):,} fsyncs, mean {fs.get('mean_ms', math.nan):.2f} ms, max "
+                         f"{fs.get('max_ms', math.nan):.2f} ms; CPU {cpu:.0f} %, "
+                         f"{us_per_point(cpu, pps):.2f} µs/point; spool {st.get('bytes', 0) / 2**20:,.0f} MiB, "
+                         f"dropped {st.get('dropped')}, write failures {st.get('write_failures')}; "
+                         f"peak RSS {num(r, f'fsync_{policy}_vmhwm_kib'):,.0f} KiB; stop "
+                         f"{num(r, f'fsync_{policy}_stop_s'):.1f} s"))
+        m = results(os.path.join(tmp, "memory.out"))
+        ms = load_json(os.path.join(tmp, "status-memory.json")).get("spool", {})
+        mp, mc = num(m, "relay_points_per_s"), num(m, "relay_cpu_pct_edgelink")
+        out.update({"memory_points_per_s": mp, "memory_cpu_pct_edgelink": mc,
+                    "memory_points_missing": num(m, "relay_points_sent") - num(m, "relay_points_received"),
+                    "memory_spooled": ms.get("spooled", math.nan)})
+        rows.append(("  in memory (broker up)", f"{mp:,.0f} points/s",
+                     f"CPU {mc:.0f} %, {us_per_point(mc, mp):.2f} µs/point; batches spooled {ms.get('spooled')}; "
+                     f"missing {out['memory_points_missing']:,.0f}; peak RSS {num(m, 'memory_vmhwm_kib'):,.0f} KiB"))
+        print(f"  fsync runs: {env['duration']} s each ({env['warmup']} s warm-up excluded), max_memory_bytes "
+              f"{int(env['fsync_max_memory']):,}; with the broker down there is no subscriber: 'apps -> edgelink' is"
+              f" what edgelink read from the apps, 'written to the spool' the batches its disk writer wrote")
+    print(f"  {'figure':42} {'measured':>22}  notes")
+    for name, value, note in rows:
+        if not value:
+            print(f"  {name}")
+        else:
+            print(f"  {name:42} {value:>22}  {note}")
+    try:
+        with open(os.path.join(tmp, "drain-log-tail.txt")) as f:
+            tail = f.read().strip()
+        if tail:
+            print("edgelink log of the drain phase (last spool/broker/warn lines):")
+            for line in tail.splitlines():
+                print("  " + line)
+    except OSError:
+        pass
+    print(f"load average (1/5/15 min) at start {env['load_start']}, at end {env['load_end']}")
+    print()
+    for key, value in out.items():
+        print(f"result {key} {value:.6g}" if isinstance(value, float) else f"result {key} {value}")
+
+
 if __name__ == "__main__":
-    main()
+    if len(sys.argv) > 1 and sys.argv[1] == "spool":
+        spool_main()
+    else:
+        main()
