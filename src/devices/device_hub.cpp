@@ -28,9 +28,11 @@ constexpr size_t kStreamQueueBytes = 64 * 1024;
 // §6.1.3: a block counts as accepted when no complaint came within the window, so the
 // window must cover the block's time on the wire, the blocks of the device's other
 // streams queued ahead of it, the reply's way back and the device's turnaround (USB
-// latency, the firmware's loop, a loaded gateway). 10 ms of turnaround is generous for
-// Raft firmware, which answers in well under a millisecond.
-constexpr std::chrono::milliseconds kDeviceTurnaround{10};
+// latency, the firmware's main loop, and the gateway's own scheduling when it is busy).
+// A complaint that misses the window is a silent loss (counted as DataLost), so this
+// errs on the generous side: 20 ms. With 10 ms, a CPU-starved gateway (tested with a
+// Python simulator and two busy loops on 2 cores) already saw late BUSY replies.
+constexpr std::chrono::milliseconds kDeviceTurnaround{20};
 
 uint64_t wall_ms() {
   return static_cast<uint64_t>(

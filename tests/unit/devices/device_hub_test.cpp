@@ -133,11 +133,11 @@ TEST_CASE("device hub: log text is cleaned for the log and for JSON", "[device_h
 TEST_CASE("device hub: the block window follows baud rate, framing and stream count", "[device_hub]") {
   DeviceConfig d;
   d.baud = 921600;
-  CHECK(rtstream_block_window(d, 1) == 21ms);  // 2 x 5.3 ms on the wire + 10 ms
-  CHECK(rtstream_block_window(d, 4) == 37ms);
+  CHECK(rtstream_block_window(d, 1) == 31ms);  // 2 x 5.3 ms on the wire + 20 ms
+  CHECK(rtstream_block_window(d, 4) == 47ms);
   d.baud = 115200;
   d.framing = DeviceFraming::Console;  // OverAscii doubles the frame
-  CHECK(rtstream_block_window(d, 1) == 180ms);
+  CHECK(rtstream_block_window(d, 1) == 190ms);
 }
 
 TEST_CASE("device hub: a console device over a pty: log lines, status points, MQTT in and out", "[device_hub][pty]") {
