@@ -129,7 +129,11 @@ void Daemon::open_spool() {
   cb.on_dropped = [this](const std::vector<SpoolDrop>& drops) { on_spool_dropped(drops); };
   cb.on_error = [this](const std::string& what) { on_spool_error(what); };
   spool_ = std::make_unique<DiskSpool>(io_, outbox_, std::move(o), std::move(cb));
-  outbox_.set_spool(spool_.get(), [this] { link_.pump(); });
+  outbox_.set_spool(spool_.get(), [this] {
+    link_.pump();
+    // With the broker away no PUBACK comes to resume paused apps: the disk catching up does.
+    if (!stopping_ && outbox_.below_low_water()) app_server_.resume();
+  });
   spool_->open();
 }
 

@@ -18,8 +18,10 @@ void Outbox::set_spool(SpoolBackend* spool, std::function<void()> on_ready) {
 }
 
 void Outbox::set_spool_usage(uint64_t bytes, uint64_t max_bytes) {
+  bool eased = bytes < spool_bytes_ || max_bytes > spool_max_bytes_;
   spool_bytes_ = bytes;
   spool_max_bytes_ = max_bytes;
+  if (eased && on_ready_) on_ready_();
 }
 
 void Outbox::set_online(bool online) {
@@ -225,6 +227,7 @@ void Outbox::on_written(uint64_t id, uint64_t spool_id) {
   by_spool_id_[spool_id] = id;
   if (was_queued) enqueue(e);
   balance();
+  if (on_ready_) on_ready_();  // memory pinned by it is free to leave now
 }
 
 void Outbox::on_write_failed(uint64_t id, bool refused) {

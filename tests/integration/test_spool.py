@@ -460,3 +460,28 @@ def test_corrupt_record_is_skipped_and_the_rest_replayed(workdir, broker):
     finally:
         sub.close()
         el2.kill()
+
+
+def test_apps_paused_while_offline_resume_when_the_disk_catches_up(workdir, broker):
+    """With the broker away and a tiny memory budget, a flooding app is paused while the disk writer is
+    behind, and resumed as writes complete (no PUBACK will come to do it): every point is accepted and
+    spooled while the broker is still down, then all arrive."""
+    cfg = spool_config(workdir, broker.port, spool={"max_memory_bytes": 30000},
+                       streams={"imu": {"batch_size": 20, "flush_period": 0.2}})
+    el = Edgelink(workdir, cfg).start()
+    wait_for(lambda: el.status()["broker"]["state"] == "connected", what="broker connection")
+    broker.stop()
+    wait_for(lambda: el.status()["broker"]["state"] != "connected", what="broker loss")
+    app = send_points(el.app_port(), "imu", 20000)
+    wait_for(lambda: (stream_status(el, "imu") or {}).get("points") == 20000, 30,
+             what="all 20000 points accepted while the broker is down (paused apps must resume)")
+    assert el.status()["apps"][0]["pauses"] > 0  # it really was paused on the way
+    wait_on_disk(el, {"imu": 20000})
+
+    sub = Subscriber(broker.start().port, topics=("/tenants/demo/devices/gw-001/events/#",))
+    try:
+        wait_for(lambda: unique(sub, "imu") == set(range(1, 20001)), 60, what="every point")
+    finally:
+        sub.close()
+        app.close()
+        el.kill()

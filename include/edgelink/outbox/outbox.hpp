@@ -109,8 +109,9 @@ class Outbox {
   explicit Outbox(uint64_t max_memory_bytes, size_t prefetch = 128);
 
   // The spool to use; null: memory only (the budget is then only back-pressure).
-  // `on_ready` runs when an entry became publishable (a load finished), so the link
-  // can pump again.
+  // `on_ready` runs when an entry became publishable (a load finished) or pressure
+  // eased (a write finished, the spool shrank), so the link can pump again and paused
+  // apps can be resumed.
   void set_spool(SpoolBackend* spool, std::function<void()> on_ready);
   // The spool's size against its budget, for back-pressure (the spool reports it).
   void set_spool_usage(uint64_t bytes, uint64_t max_bytes);
