@@ -221,8 +221,8 @@ def test_console_round_trip_with_log_noise(rig, sub):
 def test_mqtt_round_trip(rig, sub):
     """rtstreams/console/in -> device -> rtstreams/console/out, with no TCP port at all."""
     e, pair, sim, _ = rig(port=False, mqtt=True)
-    time.sleep(0.3)  # edgelink subscribes to /in once connected to the broker
     wait_for(lambda: e.status()["broker"]["state"] == "connected", what="the broker connection")
+    time.sleep(0.3)  # edgelink subscribes to /in once connected: let the SUBACK arrive
     publish(e.config["broker"]["port"], RT_TOPIC + "/in", b"print(2)\r")
     want = repl_answer(b"print(2)\r")
     out = lambda: b"".join(p for _, p in sub.on("/rtstreams/console/out"))
