@@ -95,7 +95,8 @@ std::string clean_log_text(std::string_view in) {
       if (ok) cp = (cp << 6) | (static_cast<uint8_t>(in[i + k]) & 0x3F);
     }
     // Overlong forms, surrogates and code points past U+10FFFF are invalid too.
-    if (ok && ((n == 2 && (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF))) || (n == 3 && (cp < 0x10000 || cp > 0x10FFFF))))
+    if (ok &&
+        ((n == 2 && (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF))) || (n == 3 && (cp < 0x10000 || cp > 0x10FFFF))))
       ok = false;
     if (ok) {
       out.append(in.substr(i, n + 1));
@@ -165,7 +166,8 @@ std::vector<RtStreamConfig> DeviceHub::streams_of(const Config& config, const st
   return out;
 }
 
-std::shared_ptr<DeviceHub::Device> DeviceHub::build(const DeviceConfig& dc, const std::vector<RtStreamConfig>& streams) {
+std::shared_ptr<DeviceHub::Device> DeviceHub::build(const DeviceConfig& dc,
+                                                    const std::vector<RtStreamConfig>& streams) {
   auto d = std::make_shared<Device>();
   d->config = dc;
   d->stream_configs = streams;
@@ -189,9 +191,7 @@ std::shared_ptr<DeviceHub::Device> DeviceHub::build(const DeviceConfig& dc, cons
   DeviceLink::Handlers h;
   h.send = [raw](std::span<const uint8_t> frame) { return raw->transport->write(frame); };
   h.on_log_line = [this, raw](std::string_view line, bool truncated) { on_log_line(*raw, line, truncated); };
-  h.on_report = [raw](const Report&, std::string_view json) {
-    log::info(kLog, raw->config.name, ": report ", json);
-  };
+  h.on_report = [raw](const Report&, std::string_view json) { log::info(kLog, raw->config.name, ": report ", json); };
   h.on_notice = [this, raw](const DeviceReply&, std::string_view json) {
     log::limited(limiter_, "notice:" + raw->config.name, LogLevel::Debug, kLog, raw->config.name,
                  ": notice for no stream: ", json);
@@ -217,7 +217,10 @@ std::shared_ptr<DeviceHub::Device> DeviceHub::build(const DeviceConfig& dc, cons
       const std::string who = raw->config.name + "/" + sp->config.name;
       switch (e) {
         case RtStreamEvent::Opened:
-        case RtStreamEvent::Closed: log::info(kLog, who, ": rtstream ", to_string(e), detail.empty() ? "" : " (", detail, detail.empty() ? "" : ")"); break;
+        case RtStreamEvent::Closed:
+          log::info(kLog, who, ": rtstream ", to_string(e), detail.empty() ? "" : " (", detail,
+                    detail.empty() ? "" : ")");
+          break;
         case RtStreamEvent::DataLost:
           ++sp->data_lost;
           log::limited(limiter_, "lost:" + who, LogLevel::Warn, kLog, who, ": rtstream data lost: ", detail);
@@ -533,8 +536,8 @@ std::vector<std::string> DeviceHub::subscriptions() const {
 // ---- status ------------------------------------------------------------------------
 
 size_t DeviceHub::devices_up() const {
-  return static_cast<size_t>(
-      std::count_if(devices_.begin(), devices_.end(), [](const auto& e) { return e.second->up && !e.second->stopped; }));
+  return static_cast<size_t>(std::count_if(devices_.begin(), devices_.end(),
+                                           [](const auto& e) { return e.second->up && !e.second->stopped; }));
 }
 
 std::string DeviceHub::summary() const {
