@@ -8,7 +8,7 @@
 # Environment (defaults in brackets):
 #   BACKLOG        points sent while the broker is down [1000000]
 #   LIVE_RATE      live points/s offered while the backlog drains [20000]
-#   FILL_RATE      points/s at which the backlog is sent; 0: as fast as edgelink reads [200000]
+#   FILL_RATE      points/s at which the backlog is sent; 0: as fast as edgelink reads [0]
 #   FILL_STALL     s without edgelink reading an app before the fill gives up [10]
 #   APPS           apps = streams [4]
 #   DRAIN_FSYNC    [spool] fsync of the drain phase's edgelink [batch]
@@ -19,10 +19,9 @@
 #   WARMUP         s of each run excluded from the rate [2]
 #   SPOOL_MAX_BYTES   [spool] max_bytes [4294967296]: large enough that no run drops
 #   MAX_MEMORY_BYTES  [spool] max_memory_bytes [16777216], as run_bench.sh (drain phase, memory run)
-#   FSYNC_MAX_MEMORY  [spool] max_memory_bytes of the fsync runs [1073741824]: with the broker
-#                  down, apps paused by back-pressure are not resumed until an ack (see README),
-#                  so a 16 MiB budget stalls the run for good within seconds; 1 GiB keeps the
-#                  disk writer busy for the whole run
+#   FSYNC_MAX_MEMORY  [spool] max_memory_bytes of the fsync runs [16777216], as a real gateway:
+#                  the apps are paused while the disk writer is behind and resumed as it
+#                  catches up (before 90ab60b they stayed paused; 1 GiB was the workaround)
 #   PHASES         which parts to run ["drain fsync"]
 #   NICE           e.g. -10 (root only): mosquitto, edgelink and relay_bench at that nice level
 #   RELAY_BENCH, EDGELINK   other binaries [BUILD_DIR/relay_bench, BUILD_DIR/edgelink]
@@ -34,9 +33,9 @@ EDGELINK=${EDGELINK:-$BUILD/edgelink}
 RELAY_BENCH=${RELAY_BENCH:-$BUILD/relay_bench}
 BACKLOG=${BACKLOG:-1000000}
 LIVE_RATE=${LIVE_RATE:-20000}
-FILL_RATE=${FILL_RATE:-200000}
+FILL_RATE=${FILL_RATE:-0}
 FILL_STALL=${FILL_STALL:-10}
-FSYNC_MAX_MEMORY=${FSYNC_MAX_MEMORY:-1073741824}
+FSYNC_MAX_MEMORY=${FSYNC_MAX_MEMORY:-16777216}
 APPS=${APPS:-4}
 DRAIN_FSYNC=${DRAIN_FSYNC:-batch}
 DRAIN_TIMEOUT=${DRAIN_TIMEOUT:-150}
