@@ -47,3 +47,13 @@ def test_demo_app_reconnects_after_daemon_restart(make_edgelink, broker, sub):
         app.terminate()
         out, _ = app.communicate(timeout=10)
     assert "reconnecting" in out
+
+
+def test_shipped_configs_are_valid():
+    """config/edgelink.toml and demo/mcu.toml, as the READMEs use them, pass `edgelink check`."""
+    from conftest import EDGELINK_BIN
+    root = os.path.join(os.path.dirname(__file__), "../..")
+    for path in ("config/edgelink.toml", "demo/mcu.toml"):
+        r = subprocess.run([EDGELINK_BIN, "check", "-c", os.path.join(root, path)], capture_output=True, text=True,
+                           timeout=10)
+        assert r.returncode == 0, (path, r.stdout, r.stderr)
