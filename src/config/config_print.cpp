@@ -62,6 +62,8 @@ std::string seconds(Millis ms) {
 
 const char* to_string(Compression c) { return c == Compression::Lz4 ? "Lz4" : "Disabled"; }
 
+}  // namespace
+
 const char* to_string(FsyncPolicy f) {
   switch (f) {
     case FsyncPolicy::Batch: return "batch";
@@ -70,8 +72,6 @@ const char* to_string(FsyncPolicy f) {
   }
   return "batch";
 }
-
-}  // namespace
 
 std::string to_toml(const Config& c) {
   std::ostringstream o;

@@ -5,16 +5,6 @@
 #include "edgelink/daemon/daemon.hpp"
 
 namespace edgelink {
-namespace {
-const char* fsync_name(FsyncPolicy f) {
-  switch (f) {
-    case FsyncPolicy::Batch: return "batch";
-    case FsyncPolicy::Interval: return "interval";
-    case FsyncPolicy::Never: return "never";
-  }
-  return "batch";
-}
-}  // namespace
 
 std::string Daemon::status_json() const {
   rapidjson::StringBuffer buf;
@@ -104,7 +94,7 @@ std::string Daemon::status_json() const {
   key_str("last_error", ss ? ss->last_error : "");
   w.Key("fsync");
   w.StartObject();
-  key_str("policy", fsync_name(config_.spool.fsync));
+  key_str("policy", to_string(config_.spool.fsync));
   key_u64("count", ss ? ss->fsyncs : 0);
   w.Key("last_ms");
   w.Double(ss ? ss->fsync_last_ms : 0.0);

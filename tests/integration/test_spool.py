@@ -73,6 +73,17 @@ def wait_all(sub, sent, timeout=60.0):
                  what=f"all {last} points of {stream} (have {len(unique(sub, stream))})")
 
 
+def wait_connected(el):
+    wait_for(lambda: el.status()["broker"]["state"] == "connected", what="broker connection")
+
+
+def lose_broker(el, broker):
+    """edgelink connected first, then the broker stopped and edgelink aware of it."""
+    wait_connected(el)
+    broker.stop()
+    wait_for(lambda: el.status()["broker"]["state"] != "connected", what="broker loss")
+
+
 def wait_on_disk(el, points_by_stream):
     """Every point accepted, every batch closed and written to the spool."""
     def done():
@@ -106,7 +117,7 @@ def test_broker_stopped_under_load_every_point_arrives(workdir, durable):
                                         streams={"imu": {"batch_size": 20, "flush_period": 0.3},
                                                  "gps": {"batch_size": 5, "flush_period": 0.3}})).start()
     try:
-        wait_for(lambda: el.status()["broker"]["state"] == "connected", what="broker connection")
+        wait_connected(el)
         load = Load(el.app_port(), streams=("imu", "gps"), rate=1000)
         time.sleep(1)
         durable.stop()
@@ -131,7 +142,7 @@ def test_broker_restarted_repeatedly_under_load(workdir, durable):
     el = Edgelink(workdir, spool_config(workdir, durable.port,
                                         streams={"imu": {"batch_size": 10, "flush_period": 0.2}})).start()
     try:
-        wait_for(lambda: el.status()["broker"]["state"] == "connected", what="broker connection")
+        wait_connected(el)
         load = Load(el.app_port(), rate=800)
         for i in range(5):
             time.sleep(0.5)
@@ -152,9 +163,7 @@ def test_sigkill_while_broker_down_then_restart_replays_everything(workdir, dura
     """(c) SIGKILL with the broker down and the backlog on disk; a restart with the broker back publishes it all."""
     cfg = spool_config(workdir, durable.port, streams={"imu": {"batch_size": 10, "flush_period": 0.2}})
     el = Edgelink(workdir, cfg).start()
-    wait_for(lambda: el.status()["broker"]["state"] == "connected", what="broker connection")
-    durable.stop()
-    wait_for(lambda: el.status()["broker"]["state"] != "connected", what="broker loss")
+    lose_broker(el, durable)
     app = send_points(el.app_port(), "imu", 2000)
     wait_on_disk(el, {"imu": 2000})
     el.proc.kill()
@@ -181,9 +190,7 @@ def test_sigterm_with_broker_down_spools_and_exits_at_once(workdir, broker):
     cfg = spool_config(workdir, broker.port, shutdown_timeout=5,
                        streams={"imu": {"batch_size": 100, "flush_period": 60}})
     el = Edgelink(workdir, cfg).start()
-    wait_for(lambda: el.status()["broker"]["state"] == "connected", what="broker connection")
-    broker.stop()
-    wait_for(lambda: el.status()["broker"]["state"] != "connected", what="broker loss")
+    lose_broker(el, broker)
     app = send_points(el.app_port(), "imu", 3)
     wait_for(lambda: (stream_status(el, "imu") or {}).get("open_points") == 3, what="the open batch")
     t0 = time.monotonic()
@@ -210,9 +217,7 @@ def test_disk_budget_exhausted_drops_oldest_lowest_priority(workdir, broker):
                        streams={"low": {"batch_size": 10, "flush_period": 0.2, "priority": 0},
                                 "high": {"batch_size": 10, "flush_period": 0.2, "priority": 10}})
     el = Edgelink(workdir, cfg).start()
-    wait_for(lambda: el.status()["broker"]["state"] == "connected", what="broker connection")
-    broker.stop()
-    wait_for(lambda: el.status()["broker"]["state"] != "connected", what="broker loss")
+    lose_broker(el, broker)
     app = send_points(el.app_port(), "high", 300)
     send_points(el.app_port(), "low", 6000, app=app)
     wait_for(lambda: (stream_status(el, "low") or {}).get("points") == 6000, what="all low points accepted")
@@ -307,7 +312,7 @@ def test_slow_broker_back_pressure_reaches_app_and_rss_stays_bounded(workdir, br
     sub = Subscriber(broker.port, topics=("/tenants/demo/devices/gw-001/events/#",))
     el = Edgelink(workdir, cfg).start()
     try:
-        wait_for(lambda: el.status()["broker"]["state"] == "connected", what="broker connection")
+        wait_connected(el)
         load = Load(el.app_port(), rate=20000)
         peak = 0
 
@@ -348,7 +353,7 @@ def test_unusable_spool_directory_is_reported_and_live_data_flows(workdir, broke
     try:
         el.wait_log("cannot open the spool in")
         assert "Not a directory" in el.log_text() or "File exists" in el.log_text(), el.log_text()
-        wait_for(lambda: el.status()["broker"]["state"] == "connected", what="broker connection")
+        wait_connected(el)
         app = send_points(el.app_port(), "imu", 50)
         wait_for(lambda: unique(sub, "imu") == set(range(1, 51)), what="live points")
         st = el.status()["spool"]
@@ -376,9 +381,7 @@ def test_disk_full_keeps_batches_in_memory_and_loses_nothing(workdir, broker, ti
     cfg = spool_config(workdir, broker.port, persistence_path=tiny_disk, spool={"max_bytes": 10000000},
                        streams={"imu": {"batch_size": 10, "flush_period": 0.2}})
     el = Edgelink(workdir, cfg).start()
-    wait_for(lambda: el.status()["broker"]["state"] == "connected", what="broker connection")
-    broker.stop()
-    wait_for(lambda: el.status()["broker"]["state"] != "connected", what="broker loss")
+    lose_broker(el, broker)
     app = send_points(el.app_port(), "imu", 5000)
     wait_for(lambda: (stream_status(el, "imu") or {}).get("points") == 5000, what="all points accepted")
     el.wait_log("No space left on device")
@@ -405,9 +408,7 @@ def test_other_identity_is_quarantined_not_published(workdir, broker):
     """Batches spooled as gw-001 are kept aside (and reported) when edgelink restarts as gw-002."""
     cfg = spool_config(workdir, broker.port, streams={"imu": {"batch_size": 10, "flush_period": 0.2}})
     el = Edgelink(workdir, cfg).start()
-    wait_for(lambda: el.status()["broker"]["state"] == "connected", what="broker connection")
-    broker.stop()
-    wait_for(lambda: el.status()["broker"]["state"] != "connected", what="broker loss")
+    lose_broker(el, broker)
     send_points(el.app_port(), "imu", 100).close()
     wait_on_disk(el, {"imu": 100})
     assert el.stop() == 0
@@ -435,9 +436,7 @@ def test_corrupt_record_is_skipped_and_the_rest_replayed(workdir, broker):
     """A record damaged on disk while edgelink was stopped is skipped and counted; the others arrive."""
     cfg = spool_config(workdir, broker.port, streams={"imu": {"batch_size": 10, "flush_period": 0.2}})
     el = Edgelink(workdir, cfg).start()
-    wait_for(lambda: el.status()["broker"]["state"] == "connected", what="broker connection")
-    broker.stop()
-    wait_for(lambda: el.status()["broker"]["state"] != "connected", what="broker loss")
+    lose_broker(el, broker)
     send_points(el.app_port(), "imu", 100).close()
     wait_on_disk(el, {"imu": 100})
     assert el.stop() == 0
@@ -469,9 +468,7 @@ def test_apps_paused_while_offline_resume_when_the_disk_catches_up(workdir, brok
     cfg = spool_config(workdir, broker.port, spool={"max_memory_bytes": 30000},
                        streams={"imu": {"batch_size": 20, "flush_period": 0.2}})
     el = Edgelink(workdir, cfg).start()
-    wait_for(lambda: el.status()["broker"]["state"] == "connected", what="broker connection")
-    broker.stop()
-    wait_for(lambda: el.status()["broker"]["state"] != "connected", what="broker loss")
+    lose_broker(el, broker)
     app = send_points(el.app_port(), "imu", 20000)
     wait_for(lambda: (stream_status(el, "imu") or {}).get("points") == 20000, 30,
              what="all 20000 points accepted while the broker is down (paused apps must resume)")

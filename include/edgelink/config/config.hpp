@@ -166,6 +166,7 @@ std::string expand_topic(std::string_view topic_template, const Config& config,
                          std::string_view stream = {});
 
 const char* to_string(LogLevel level);
+const char* to_string(FsyncPolicy policy);  // "batch", "interval", "never"
 const char* to_string(DeviceTransport transport);
 const char* to_string(DeviceFraming framing);
 
