@@ -150,8 +150,9 @@ struct DeviceHub::Device {
   std::string last_down;                           // why the port last closed
 };
 
-DeviceHub::DeviceHub(asio::io_context& io, const Config& config, DeviceHubCallbacks callbacks)
-    : io_(io), config_(config), callbacks_(std::move(callbacks)) {
+DeviceHub::DeviceHub(asio::io_context& io, const Config& config, DeviceHubCallbacks callbacks,
+                     std::chrono::milliseconds quiet_close)
+    : io_(io), config_(config), callbacks_(std::move(callbacks)), quiet_close_(quiet_close) {
   for (const auto& [name, dc] : config_.devices) devices_[name] = build(dc, streams_of(config_, name));
 }
 
@@ -354,7 +355,7 @@ void DeviceHub::rearm(Device& d) {
   };
   for (const auto& s : d.streams) {
     if (s->flush_at) earliest(*s->flush_at);
-    if (s->rt && s->rt->state() != RtStreamState::Closed && !s->client) earliest(s->last_input + kQuietClose);
+    if (s->rt && s->rt->state() != RtStreamState::Closed && !s->client) earliest(s->last_input + quiet_close_);
   }
   if (due && *due == RtStream::kDueNow) due = Clock::now();
   d.timer->arm(due);
@@ -365,10 +366,10 @@ void DeviceHub::on_due(Device& d) {
   d.sessions->on_tick(now);
   for (auto& s : d.streams) {
     if (s->flush_at && now >= *s->flush_at) flush_mqtt(*s);
-    if (s->rt && s->rt->state() != RtStreamState::Closed && !s->client && now - s->last_input >= kQuietClose) {
+    if (s->rt && s->rt->state() != RtStreamState::Closed && !s->client && now - s->last_input >= quiet_close_) {
       ++s->quiet_closes;
-      log::info(kLog, d.config.name, "/", s->config.name, ": no client and no MQTT input for ", kQuietClose.count(),
-                " s; closing the session");
+      log::info(kLog, d.config.name, "/", s->config.name, ": no client and no MQTT input for ", quiet_close_.count(),
+                " ms; closing the session");
       s->rt->close(now);
     }
   }

@@ -82,7 +82,9 @@ class DeviceHub {
  public:
   using Writer = rapidjson::PrettyWriter<rapidjson::StringBuffer>;
 
-  DeviceHub(asio::io_context& io, const Config& config, DeviceHubCallbacks callbacks);
+  // `quiet_close` is kQuietClose except in tests.
+  DeviceHub(asio::io_context& io, const Config& config, DeviceHubCallbacks callbacks,
+            std::chrono::milliseconds quiet_close = kQuietClose);
   ~DeviceHub();
   DeviceHub(const DeviceHub&) = delete;
   DeviceHub& operator=(const DeviceHub&) = delete;
@@ -134,6 +136,7 @@ class DeviceHub {
   asio::io_context& io_;
   Config config_;  // identity, topics and stream settings of the last start/reload
   DeviceHubCallbacks callbacks_;
+  std::chrono::milliseconds quiet_close_;
   std::map<std::string, std::shared_ptr<Device>> devices_;
   std::map<std::string, uint32_t> sequences_;  // per point stream (log streams are shared)
   bool running_ = false;

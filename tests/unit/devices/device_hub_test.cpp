@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <functional>
 #include <string>
@@ -282,6 +283,68 @@ TEST_CASE("device hub: a bridge port in use is a start error; reload rebuilds on
   CHECK(hub2.device_count() == 1);
   CHECK(hub2.devices_up() == 0);  // the path does not exist: down, retried on a backoff
   hub2.stop();
+  io.restart();
+  io.run_for(20ms);
+}
+
+TEST_CASE("device hub: a session nobody uses is closed after the quiet period and reopened on use",
+          "[device_hub][pty]") {
+  ConsoleDevice dev;
+  Config config;
+  config.project_id = "demo";
+  config.device_id = "gw";
+  DeviceConfig dc;
+  dc.name = "mcu";
+  dc.path = dev.path();
+  dc.framing = DeviceFraming::Console;
+  config.devices["mcu"] = dc;
+  RtStreamConfig rc;
+  rc.name = "console";
+  rc.device = "mcu";
+  rc.endpoint = "upyconsole";
+  rc.file_name = "upyconsole";
+  rc.mqtt = true;
+  config.rtstreams["console"] = rc;
+  const std::string in_topic = "/tenants/demo/devices/gw/rtstreams/console/in";
+
+  asio::io_context io;
+  DeviceHub hub(io, config, {}, 300ms);
+  REQUIRE(hub.start().empty());
+  auto count = [&](std::string_view what) {
+    return std::count_if(dev.commands.begin(), dev.commands.end(),
+                         [&](const std::string& c) { return c.find(what) != std::string::npos; });
+  };
+  auto quiet_closes = [&] {
+    rapidjson::StringBuffer buf;
+    DeviceHub::Writer w(buf);
+    hub.write_status(w);
+    rapidjson::Document doc;
+    doc.Parse(buf.GetString(), buf.GetSize());
+    return doc[0]["rtstreams"][0]["quiet_closes"].GetUint64();
+  };
+  REQUIRE(run_until(io, [&] { return hub.devices_up() == 1; }));
+  const auto opened = std::chrono::steady_clock::now();
+  CHECK(hub.on_mqtt_message(in_topic, "a\r"));
+  REQUIRE(run_until(io, [&] {
+    dev.poll();
+    return dev.received == "a\r";
+  }));
+  CHECK(count("ufEnd") == 0);
+  REQUIRE(run_until(io, [&] {
+    dev.poll();
+    return count("ufEnd") == 1;
+  }));
+  CHECK(std::chrono::steady_clock::now() - opened >= 300ms);
+  CHECK(quiet_closes() == 1);
+  CHECK(count("ufStart") == 1);
+
+  CHECK(hub.on_mqtt_message(in_topic, "b\r"));
+  REQUIRE(run_until(io, [&] {
+    dev.poll();
+    return dev.received == "a\rb\r";
+  }));
+  CHECK(count("ufStart") == 2);
+  hub.stop();
   io.restart();
   io.run_for(20ms);
 }
