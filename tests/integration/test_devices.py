@@ -42,12 +42,16 @@ class Device(mcu_sim.Device):
         self.knobs = []
         signal.signal(signal.SIGUSR1, lambda *_: self.knobs.append("crash"))
         signal.signal(signal.SIGUSR2, lambda *_: self.knobs.append("busy"))
+        signal.signal(signal.SIGHUP, lambda *_: self.knobs.append("reset"))
         super().__init__(fd, args)
 
     def tick(self):
         while self.knobs:
-            if self.knobs.pop(0) == "crash":
+            knob = self.knobs.pop(0)
+            if knob == "crash":
                 self.crash()
+            elif knob == "reset":
+                self.do_reset()  # the orderly restart: REPORT (shutdown, isRestart), then boot
             else:
                 self.busy = 20
         super().tick()
@@ -103,6 +107,9 @@ class Sim:
 
     def busy(self):
         self.proc.send_signal(signal.SIGUSR2)
+
+    def reset(self):
+        self.proc.send_signal(signal.SIGHUP)
 
     def alive(self):
         return self.proc.poll() is None
@@ -307,7 +314,26 @@ def test_device_crash_mid_stream_recovers(rig):
     except socket.timeout:
         pass
     assert con.ask(b"after = 2\r") == repl_answer(b"after = 2\r")
+    assert stream_status(e)["stream_id"] == 1  # the rebooted device numbers its sessions from 1 again
     assert sim.alive() and e.proc.poll() is None
+
+
+def test_orderly_device_reset_reopens_the_session(rig, sub):
+    """The device announces a restart (REPORT shutdown, isRestart) and reboots: edgelink counts
+    the reset, publishes it on device_status, reopens the session (stream ID 1 again) and the
+    same TCP client keeps working."""
+    e, pair, sim, port = rig()
+    con = Console(port)
+    assert con.ask(b"first = 1\r") == repl_answer(b"first = 1\r")
+    assert stream_status(e)["stream_id"] == 1
+    wait_for(lambda: stream_status(e)["queued_bytes"] == 0, what="the block to be confirmed")
+    sim.reset()
+    wait_for(lambda: device_status(e)["sessions"]["reset_reports"] >= 1, what="the REPORT to be seen as a reset")
+    wait_for(lambda: [p for p in sub.points("device_status") if p["state"] == "reset"], what="a 'reset' point")
+    assert con.ask(b"second = 2\r", timeout=15) == repl_answer(b"second = 2\r")
+    s = stream_status(e)
+    assert s["device_resets"] >= 1 and s["stream_id"] == 1
+    assert device_status(e)["resets"] >= 1 and device_status(e)["state"] == "up"
 
 
 def test_unplug_and_replug(rig, sub, workdir):
