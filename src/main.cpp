@@ -91,6 +91,22 @@ void print_status(const std::string& json) {
   for (const auto& st : d["streams"].GetArray())
     std::printf("stream   %-16s points %lu  batches %lu  open %lu\n", st["name"].GetString(), u(st, "points"),
                 u(st, "batches"), u(st, "open_points"));
+  if (d.HasMember("devices") && d["devices"].IsArray())
+    for (const auto& dev : d["devices"].GetArray()) {
+      std::printf("device   %-16s %s  %-7s resets %lu  log lines %lu%s%s\n", s(dev, "name"), s(dev, "path"),
+                  s(dev, "state"), u(dev, "resets"), u(dev, "log_lines"), *s(dev, "last_error") ? "  last error: " : "",
+                  s(dev, "last_error"));
+      for (const auto& rs : dev["rtstreams"].GetArray()) {
+        std::string where;
+        if (rs["tcp"].IsObject())
+          where += std::string(" tcp ") + s(rs["tcp"], "bind") + ":" + std::to_string(u(rs["tcp"], "port")) +
+                   (rs["tcp"]["client"].GetBool() ? " (client)" : "");
+        if (rs["mqtt"].IsObject()) where += " mqtt";
+        std::printf("rtstream %-16s %-10s%s  to device %lu  from device %lu  busy %lu  opens %lu%s%s\n", s(rs, "name"), s(rs, "state"),
+                    where.c_str(), u(rs, "bytes_out"), u(rs, "bytes_in"), u(rs, "busy"), u(rs, "opens"),
+                    *s(rs, "last_error") ? "  last error: " : "", s(rs, "last_error"));
+      }
+    }
   const auto& ac = d["actions"];
   std::printf("actions  in flight %lu  received %lu  completed %lu  failed %lu  timed out %lu  unknown %lu  late %lu\n",
               u(ac, "in_flight"), u(ac, "received"), u(ac, "completed"), u(ac, "failed"), u(ac, "timed_out"),
