@@ -125,4 +125,68 @@ bool iequals(std::string_view a, std::string_view b) {
          });
 }
 
+std::optional<StrayByte> stray_non_ascii(std::string_view text) {
+  enum class State { Normal, Comment, Basic, Literal, MultiBasic, MultiLiteral };
+  State state = State::Normal;
+  int line = 1, column = 0;
+  auto at = [&](size_t i, std::string_view s) { return text.substr(i, s.size()) == s; };
+  const size_t start = at(0, "\xEF\xBB\xBF") ? 3 : 0;  // a UTF-8 byte order mark is allowed
+  for (size_t i = start; i < text.size(); ++i) {
+    const auto c = static_cast<unsigned char>(text[i]);
+    if ((c & 0xC0) != 0x80) ++column;  // columns count characters, not bytes
+    if (c == '\n') {
+      ++line;
+      column = 0;
+      if (state == State::Comment || state == State::Basic || state == State::Literal) state = State::Normal;
+      continue;
+    }
+    switch (state) {
+      case State::Normal:
+        if (c >= 0x80) return StrayByte{line, column, "a non-ASCII character outside a string or comment"};
+        if (c == '#') state = State::Comment;
+        else if (at(i, "\"\"\"")) state = State::MultiBasic, i += 2, column += 2;
+        else if (at(i, "'''")) state = State::MultiLiteral, i += 2, column += 2;
+        else if (c == '"') state = State::Basic;
+        else if (c == '\'') state = State::Literal;
+        break;
+      case State::Comment:
+        break;
+      case State::Basic:
+        if (c == '\\') ++i, ++column;
+        else if (c == '"') state = State::Normal;
+        break;
+      case State::Literal:
+        if (c == '\'') state = State::Normal;
+        break;
+      case State::MultiBasic:
+        if (c == '\\') {
+          size_t j = i + 1;
+          while (j < text.size() && (text[j] == ' ' || text[j] == '\t')) ++j;
+          if (j < text.size() && (text[j] == '\n' || text[j] == '\r')) {
+            // A line-ending backslash: toml++ skips the whitespace that follows.
+            while (j < text.size() && std::isspace(static_cast<unsigned char>(text[j]))) ++j;
+            if (j < text.size() && static_cast<unsigned char>(text[j]) >= 0x80)
+              return StrayByte{line, column, "a non-ASCII character right after a line-ending backslash"};
+          } else {
+            ++i, ++column;  // an escape: skip the escaped character
+          }
+        } else if (at(i, "\"\"\"")) {
+          state = State::Normal;
+          i += 2, column += 2;
+          while (i + 1 < text.size() && text[i + 1] == '"') ++i, ++column;  // up to two more quotes are content
+        }
+        break;
+      case State::MultiLiteral:
+        if (at(i, "'''")) {
+          state = State::Normal;
+          i += 2, column += 2;
+          while (i + 1 < text.size() && text[i + 1] == '\'') ++i, ++column;
+        }
+        break;
+    }
+  }
+  return std::nullopt;
+}
+
+
 }  // namespace edgelink::config_detail

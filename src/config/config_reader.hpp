@@ -36,6 +36,18 @@ std::string float_text(double v);
 std::string range_text(int64_t min, int64_t max);
 bool iequals(std::string_view a, std::string_view b);
 
+// toml++ 3.3 reaches __builtin_unreachable (undefined behaviour) when it tests some
+// non-ASCII characters for whitespace (is_non_ascii_horizontal_whitespace, e.g. U+0145
+// where a key or a value may start). TOML 1.0 allows non-ASCII text only inside strings
+// and comments, so anything else is an error anyway: the loader looks for it first and
+// says so, before toml++ sees the text. The one place inside a string where toml++ also
+// tests for whitespace is after a line-ending backslash in a multi-line basic string.
+struct StrayByte {
+  int line = 0, column = 0;  // 1-based; columns count characters
+  const char* what = nullptr;
+};
+std::optional<StrayByte> stray_non_ascii(std::string_view text);
+
 template <class T>
 void assign(T& target, std::optional<T> value) {
   if (value) target = std::move(*value);
