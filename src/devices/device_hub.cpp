@@ -412,7 +412,21 @@ void DeviceHub::check_resets(Device& d) {
   }
 }
 
-void DeviceHub::emit_point(const std::string& stream, const std::string& json, uint64_t& dropped) {
+void DeviceHub::emit_point(const std::string& stream, const Device& d, uint64_t& dropped,
+                           const std::function<void(PointWriter&)>& fields) {
+  // Every device point: the usual sequence/timestamp, the device's name, then its own fields.
+  rapidjson::StringBuffer buf;
+  PointWriter w(buf);
+  w.StartObject();
+  w.Key("sequence");
+  w.Uint(++sequences_[stream]);
+  w.Key("timestamp");
+  w.Uint64(wall_ms());
+  w.Key("device");
+  w.String(d.config.name);
+  fields(w);
+  w.EndObject();
+  const std::string json(buf.GetString(), buf.GetSize());
   DataPoint p;
   p.stream = stream;
   p.head = json;
@@ -420,28 +434,16 @@ void DeviceHub::emit_point(const std::string& stream, const std::string& json, u
 }
 
 void DeviceHub::status_point(Device& d, const char* state, std::string_view detail) {
-  rapidjson::StringBuffer buf;
-  rapidjson::Writer<rapidjson::StringBuffer> w(buf);
-  const uint32_t seq = ++sequences_[kDeviceStatusStream];
-  w.StartObject();
-  w.Key("sequence");
-  w.Uint(seq);
-  w.Key("timestamp");
-  w.Uint64(wall_ms());
-  w.Key("device");
-  w.String(d.config.name);
-  w.Key("state");
-  w.String(state);
-  w.Key("path");
-  const std::string path = clean_log_text(d.config.path);
-  w.String(path);
-  if (!detail.empty()) {
-    const std::string text = clean_log_text(detail);
-    w.Key("detail");
-    w.String(text);
-  }
-  w.EndObject();
-  emit_point(kDeviceStatusStream, std::string(buf.GetString(), buf.GetSize()), d.status_points_dropped);
+  emit_point(kDeviceStatusStream, d, d.status_points_dropped, [&](PointWriter& w) {
+    w.Key("state");
+    w.String(state);
+    w.Key("path");
+    w.String(clean_log_text(d.config.path));
+    if (!detail.empty()) {
+      w.Key("detail");
+      w.String(clean_log_text(detail));
+    }
+  });
 }
 
 void DeviceHub::on_log_line(Device& d, std::string_view line, bool truncated) {
@@ -450,24 +452,14 @@ void DeviceHub::on_log_line(Device& d, std::string_view line, bool truncated) {
   const std::string text = clean_log_text(line);
   log::limited(log_lines_, "log:" + d.config.name, LogLevel::Info, kLog, d.config.name, "| ", text,
                truncated ? " [cut]" : "");
-  rapidjson::StringBuffer buf;
-  rapidjson::Writer<rapidjson::StringBuffer> w(buf);
-  const uint32_t seq = ++sequences_[d.config.log_stream];
-  w.StartObject();
-  w.Key("sequence");
-  w.Uint(seq);
-  w.Key("timestamp");
-  w.Uint64(wall_ms());
-  w.Key("device");
-  w.String(d.config.name);
-  w.Key("line");
-  w.String(text);
-  if (truncated) {
-    w.Key("truncated");
-    w.Bool(true);
-  }
-  w.EndObject();
-  emit_point(d.config.log_stream, std::string(buf.GetString(), buf.GetSize()), d.log_points_dropped);
+  emit_point(d.config.log_stream, d, d.log_points_dropped, [&](PointWriter& w) {
+    w.Key("line");
+    w.String(text);
+    if (truncated) {
+      w.Key("truncated");
+      w.Bool(true);
+    }
+  });
 }
 
 // ---- stream data -------------------------------------------------------------------

@@ -39,6 +39,7 @@
 #include <asio.hpp>
 #include <rapidjson/prettywriter.h>
 #include <rapidjson/stringbuffer.h>
+#include <rapidjson/writer.h>
 
 #include "edgelink/apps/app_message.hpp"
 #include "edgelink/config/config.hpp"
@@ -127,7 +128,9 @@ class DeviceHub {
   void on_log_line(Device& d, std::string_view line, bool truncated);
   void check_resets(Device& d);
   void status_point(Device& d, const char* state, std::string_view detail);
-  void emit_point(const std::string& stream, const std::string& fields, uint64_t& dropped);
+  using PointWriter = rapidjson::Writer<rapidjson::StringBuffer>;
+  void emit_point(const std::string& stream, const Device& d, uint64_t& dropped,
+                  const std::function<void(PointWriter&)>& fields);
   void on_stream_data(Device& d, Stream& s, std::span<const uint8_t> bytes);
   void flush_mqtt(Stream& s);
   void touch(Device& d, Stream& s);
