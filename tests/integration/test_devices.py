@@ -13,7 +13,6 @@ lost, no report, streamIDs restart at 1), SIGUSR2 = sim/busy?n=20.
 A pty has no baud rate; the devices are configured at 4000000 baud, which keeps the
 rtstream block window (computed from the baud rate) and so these tests short.
 """
-import json
 import os
 import re
 import signal
@@ -25,7 +24,7 @@ import time
 
 import pytest
 
-from conftest import Subscriber, TOPIC, free_port, publish, wait_for, wait_port
+from conftest import TOPIC, free_port, publish, wait_for, wait_port
 
 DEMO = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "demo")
 BAUD = 4000000
@@ -347,7 +346,6 @@ def test_unplug_and_replug(rig, sub, workdir):
     # Unplug only once the block is confirmed: a block still in its window when the
     # port goes is sent again after the replug (and may then reach the device twice).
     wait_for(lambda: stream_status(e)["queued_bytes"] == 0, what="the block to be confirmed")
-    old_ptys = list(pair.ptys)
     pair.stop()
     wait_for(lambda: not sim.alive(), what="the simulator to see the unplug")
     wait_for(lambda: device_status(e)["state"] == "down", what="the device to be down")
@@ -358,8 +356,7 @@ def test_unplug_and_replug(rig, sub, workdir):
     wait_for(lambda: sub.points("imu"), what="app data while the device is unplugged")
     app.close()
 
-    pair.start()
-    assert pair.ptys != old_ptys or True  # the numbers may be reused; the symlink is what matters
+    pair.start()  # the /dev/pts numbers may differ or be reused; the symlink is what matters
     sim2 = Sim(pair.dev, "--framing", "hdlc")
     try:
         wait_for(lambda: device_status(e)["state"] == "up", timeout=20, what="the device to be up again")
