@@ -56,8 +56,10 @@ def main():
               f"{pcpu:>13.0f}% {us_per_point(pcpu, cp):>13.2f}   {100 * rp / cp:>4.0f}%")
         for name, d, mode in (("relay", r, "relay"), ("ceiling", c, "ceiling")):
             sent, recv = num(d, f"{mode}_points_sent"), num(d, f"{mode}_points_received")
+            order = (f"{num(d, 'relay_reordered_points'):,.0f} out of order, "
+                     f"{num(d, 'relay_duplicate_points'):,.0f} duplicates; ") if mode == "relay" else ""
             print(f"    {name:8} offered {num(d, f'{mode}_offered_points_per_s'):>11,.0f} points/s; "
-                  f"sent {sent:,.0f}, received {recv:,.0f} ({sent - recv:,.0f} missing); CPU % of a core: "
+                  f"sent {sent:,.0f}, received {recv:,.0f} ({sent - recv:,.0f} missing); {order}CPU % of a core: "
                   f"mosquitto {num(d, f'{mode}_cpu_pct_mosquitto'):.0f} (+{num(d, f'{mode}_wait_pct_mosquitto'):.0f} waiting), "
                   f"relay_bench {num(d, f'{mode}_cpu_pct_bench'):.0f} (+{num(d, f'{mode}_wait_pct_bench'):.0f} waiting)")
 
@@ -65,6 +67,8 @@ def main():
     best_c = max(ceiling, key=lambda d: num(d, "ceiling_points_per_s") if d else -1)
     rp, cp = num(best_r, "relay_points_per_s"), num(best_c, "ceiling_points_per_s")
     ecpu = num(best_r, "relay_cpu_pct_edgelink")
+    worst = min(num(r, "relay_points_per_s") / num(c, "ceiling_points_per_s") for r, c in zip(relay, ceiling))
+    reordered = sum(num(r, "relay_reordered_points") for r in relay)
     p99 = num(rtt, "rtt_p99_ms")
     mrun, mwait = num(best_r, "relay_main_cpu_pct_edgelink"), num(best_r, "relay_main_wait_pct_edgelink")
     idle, peak = float(env["idle_rss"] or "nan"), float(env["peak_rss"] or "nan")
@@ -72,6 +76,8 @@ def main():
         ("relay points/s (best round)", f"{rp:,.0f}", ">= 1,000,000", rp >= 1e6),
         ("ceiling points/s (best round)", f"{cp:,.0f}", "", None),
         ("relay / ceiling", f"{100 * rp / cp:.0f} %", ">= 75 %", rp >= 0.75 * cp),
+        ("relay / ceiling, worst round", f"{100 * worst:.0f} %", ">= 75 %", worst >= 0.75),
+        ("points out of order, all rounds", f"{reordered:,.0f}", "0", reordered == 0),
         ("action round trip p50", f"{num(rtt, 'rtt_p50_ms'):.3f} ms", "", None),
         ("action round trip p99", f"{p99:.3f} ms", "< 5 ms", p99 < 5),
         ("action round trip max", f"{num(rtt, 'rtt_max_ms'):.3f} ms", "", None),

@@ -30,6 +30,11 @@ void Outbox::set_online(bool online) {
   balance();
 }
 
+void Outbox::set_live_first(bool live_first) {
+  live_first_ = live_first;
+  balance();
+}
+
 void Outbox::set_spool_healthy(bool healthy) {
   if (spool_healthy_ == healthy) return;
   spool_healthy_ = healthy;
@@ -136,10 +141,18 @@ const OutboxEntry* Outbox::next() {
     std::set<uint64_t>* live = li != live_.end() && li->first == p ? &li->second : nullptr;
     std::set<uint64_t>* back = bi != backlog_.end() && bi->first == p ? &bi->second : nullptr;
     bool back_ready = back && entries_.at(*back->begin()).payload != nullptr;
-    if (live || back_ready) {
+    bool take_back;
+    if (live_first_) {
       bool& turn = backlog_turn_[p];
-      bool take_back = back_ready && (!live || turn);
-      turn = !take_back;
+      take_back = back_ready && (!live || turn);
+      if (live || back_ready) turn = !take_back;
+    } else {
+      // In order: the older head of the two lanes, and nothing of this priority while
+      // that head is a backlog entry still being read.
+      take_back = back && (!live || *back->begin() < *live->begin());
+      if (take_back && !back_ready) live = nullptr;
+    }
+    if (live || (take_back && back_ready)) {
       OutboxEntry& e = entries_.at(*(take_back ? back : live)->begin());
       unqueue(e);
       inflight_.insert(e.id);
@@ -150,7 +163,7 @@ const OutboxEntry* Outbox::next() {
       if (take_back) prefetch();
       return &e;
     }
-    if (live) ++li;
+    if (li != live_.end() && li->first == p) ++li;
     if (back) ++bi;
   }
   return nullptr;
@@ -317,9 +330,10 @@ void Outbox::balance() {
     if (!online_) {
       // Everything goes to disk, oldest first within each priority.
       while (!writable_.empty()) write(entries_.at(std::prev(writable_.end())->second));
-    } else if (mem_bytes_ > max_bytes_) {
-      // Over budget: the entries published last (lowest priority, newest) go to disk
-      // until what must stay in memory is back at 3/4 of the budget.
+    } else if (mem_bytes_ > max_bytes_ && (live_first_ || backlog_count_ > 0)) {
+      // Over budget while the backlog is the path anyway: the entries published last
+      // (lowest priority, newest) go to disk until what must stay in memory is back at
+      // 3/4 of the budget. Without a backlog the budget is back-pressure (accepting()).
       const uint64_t target = max_bytes_ - max_bytes_ / 4;
       while (!writable_.empty() && pinned_bytes_ - writing_bytes_ > target)
         write(entries_.at(writable_.begin()->second));

@@ -8,17 +8,24 @@
 // keeps each stream's order):
 //   live     entries whose payload is only in memory;
 //   backlog  entries written to the disk spool (payload loaded back before publishing).
-// next() takes the highest priority that has something ready; inside a priority it
-// alternates between the lanes, so a long backlog does not hold live data back and
-// live data does not starve the backlog. A stream's live batches can therefore reach
-// the broker before its older spooled ones; every point carries its sequence.
+// next() takes the highest priority that has something ready. Inside a priority:
+//   in order (the default): the oldest entry of the two lanes, so every stream's
+//     batches reach the broker in the order they were pushed, whatever went to disk on
+//     the way; a priority whose oldest entry is still being read waits (lower
+//     priorities, other streams, go on meanwhile);
+//   live first (set_live_first(true), uplink's prioritize_live_data = true): the lanes
+//     alternate, so a long backlog does not hold live data back; a stream's live
+//     batches then reach the broker before its older spooled ones.
 //
 // The disk spool (when set_spool() gave one) is used when it is needed:
 //   - the broker is unreachable (set_online(false)): every entry is written;
-//   - memory over max_memory_bytes: the newest live entries are written, and payloads
+//   - memory over max_memory_bytes while the spool is already the path (a backlog is
+//     queued, or live first): the newest live entries are written, and payloads
 //     already on disk leave memory (newest first; the head of each backlog lane is
 //     kept loaded: up to `prefetch` entries ahead in all, fewer when memory is
-//     over budget, but always the head of each lane);
+//     over budget, but always the head of each lane). Connected with no backlog, the
+//     budget is back-pressure only: a burst waits in the apps' sockets, lossless and
+//     without a write and a read per batch;
 //   - spool_all() (shutdown).
 // Writing is asynchronous: the spool calls back on_written/on_write_failed, and
 // on_loaded/on_load_failed for reads, on_dropped when it evicted records.
@@ -115,6 +122,8 @@ class Outbox {
   void set_spool(SpoolBackend* spool, std::function<void()> on_ready);
   // The spool's size against its budget, for back-pressure (the spool reports it).
   void set_spool_usage(uint64_t bytes, uint64_t max_bytes);
+  // uplink's prioritize_live_data: live batches may overtake spooled ones (see above).
+  void set_live_first(bool live_first);
   // Whether the broker is connected. Going offline writes everything to disk.
   void set_online(bool online);
   // A spool that failed (disk full, unwritable) is not written to until this is
@@ -197,6 +206,7 @@ class Outbox {
   std::function<void()> on_ready_;
   bool spool_healthy_ = true;
   bool online_ = true;
+  bool live_first_ = false;
   uint64_t spool_bytes_ = 0;
   uint64_t spool_max_bytes_ = 0;
 

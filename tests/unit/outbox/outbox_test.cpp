@@ -301,9 +301,28 @@ TEST_CASE("Outbox spool: written entries move to the backlog lane and ack their 
   CHECK(r.o.bytes() == 0);
 }
 
-TEST_CASE("Outbox spool: over budget while online, the lowest-priority newest entries are written") {
+TEST_CASE("Outbox spool: connected with no backlog, the memory budget is back-pressure and nothing is written") {
+  Rig r(1000);
+  std::vector<uint64_t> ids;
+  while (r.o.accepting()) ids.push_back(r.o.push(entry("a", 0, 100)));
+  CHECK(r.spool.writes.empty());
+  CHECK(r.o.pinned_bytes() >= 1000);
+  CHECK(r.o.counters().spooled == 0);
+  // The broker takes some: accepting again below the low-water mark only.
+  REQUIRE(ids.size() == 6);  // 6 x 167 bytes (100 + "t/a" + 64)
+  REQUIRE(r.o.ack(r.o.next()->id));
+  CHECK_FALSE(r.o.below_low_water());  // 835 of 1000
+  REQUIRE(r.o.ack(r.o.next()->id));
+  CHECK(r.o.below_low_water());  // 668
+  std::vector<uint64_t> out = publish_all(r);
+  CHECK(out == std::vector<uint64_t>(ids.begin() + 2, ids.end()));
+  CHECK(r.spool.loads.empty());
+}
+
+TEST_CASE("Outbox spool: over budget while online and live first, the lowest-priority newest entries are written") {
   // 8 entries of 167 bytes each (100 + "t/x" + 64) against a budget of 1000.
   Rig r(1000);
+  r.o.set_live_first(true);
   std::vector<uint64_t> high, low;
   for (int i = 0; i < 3; ++i) high.push_back(r.o.push(entry("h", 5, 100)));
   for (int i = 0; i < 5; ++i) low.push_back(r.o.push(entry("l", 0, 100)));
@@ -458,6 +477,7 @@ TEST_CASE("Outbox spool: a backlog head written online and evicted later is read
   // while still in memory) went last, after the entries behind it had filled the
   // prefetch window; nothing loaded it again.
   Rig r(1000, 1);
+  r.o.set_live_first(true);  // writes while online without a backlog
   std::vector<uint64_t> ids;
   for (int i = 0; i < 12; ++i) {
     ids.push_back(r.o.push(entry("a", 0, 100)));
@@ -471,8 +491,39 @@ TEST_CASE("Outbox spool: a backlog head written online and evicted later is read
   CHECK(r.o.empty());
 }
 
-TEST_CASE("Outbox spool: within a priority next() alternates backlog and live; higher priority first") {
+TEST_CASE("Outbox spool: in order by default, whatever is on disk; a priority waits for its head, others go on") {
+  Rig r(1 << 20, 1);
+  std::vector<RestoredEntry> restored;
+  for (int i = 0; i < 3; ++i) restored.push_back(r.spool.restored(r.spool.put(record("a", 0))));
+  r.o.restore(restored);  // backlog 1, 2, 3 (only 1 being read)
+  std::vector<uint64_t> live;
+  for (int i = 0; i < 2; ++i) live.push_back(r.o.push(entry("a", 0)));  // 4, 5
+  auto high = r.o.push(entry("h", 5));                                  // 6
+  // The priority-0 head is still being read: its live entries wait, priority 5 goes.
+  CHECK(drain_ids(r.o) == std::vector<uint64_t>{high});
+  r.spool.run();
+  CHECK(publish_all(r) == std::vector<uint64_t>{1, 2, 3, 4, 5});
+
+  // Interleaved on disk and in memory (offline, then back with a backlog and over the
+  // budget): the broker still gets every entry in push order.
+  Rig q(1000, 2);
+  q.o.set_online(false);
+  std::vector<uint64_t> pushed;
+  for (int i = 0; i < 5; ++i) pushed.push_back(q.o.push(entry("a", 0, 100)));
+  q.spool.run();
+  q.o.set_online(true);
+  for (int i = 0; i < 12; ++i) {
+    pushed.push_back(q.o.push(entry("a", 0, 100)));
+    if (i % 3 == 0) q.spool.step();
+  }
+  CHECK(q.o.counters().spooled > 5);  // some of the live ones went behind the backlog
+  CHECK(publish_all(q) == pushed);
+  CHECK(q.spool.disk.empty());
+}
+
+TEST_CASE("Outbox spool: live first alternates backlog and live within a priority; higher priority first") {
   Rig r;
+  r.o.set_live_first(true);
   std::vector<RestoredEntry> restored;
   for (int i = 0; i < 3; ++i) restored.push_back(r.spool.restored(r.spool.put(record("a", 0))));
   r.o.restore(restored);  // backlog 1, 2, 3
@@ -486,6 +537,7 @@ TEST_CASE("Outbox spool: within a priority next() alternates backlog and live; h
   // Across priorities: a higher priority's live entry beats a lower priority's backlog,
   // and a higher priority's backlog beats a lower priority's live entry.
   Rig q;
+  q.o.set_live_first(true);
   restored.clear();
   restored.push_back(q.spool.restored(q.spool.put(record("h", 5))));  // id 1
   restored.push_back(q.spool.restored(q.spool.put(record("l", 0))));  // id 2
@@ -690,27 +742,34 @@ TEST_CASE("Outbox spool: restored entries keep their order and publish after loa
   restored.push_back(r.spool.restored(r.spool.put(record("l", 0, 10, 'z'))));
   r.o.restore(restored);
   CHECK(r.o.next() == nullptr);  // nothing loaded yet
-  // Live data is not held back by a backlog that is still being read.
+  // New data of a restored stream waits for the backlog before it (in order).
   auto live = r.o.push(entry("l", 0));
   CHECK(live == 4);
-  const OutboxEntry* e = r.o.next();
-  REQUIRE(e);
-  CHECK(e->id == live);
   CHECK(r.o.next() == nullptr);
   r.spool.run();
   CHECK(r.ready == 3);
   std::vector<std::string> payloads;
   std::vector<uint64_t> out;
+  const OutboxEntry* e;
   while ((e = r.o.next())) {
     out.push_back(e->id);
     payloads.push_back(*e->payload);
   }
-  CHECK(out == std::vector<uint64_t>{1, 2, 3});
-  REQUIRE(payloads.size() == 3);
+  CHECK(out == std::vector<uint64_t>{1, 2, 3, live});
+  REQUIRE(payloads.size() == 4);
   CHECK(payloads[0] == std::string(10, 'x'));
   CHECK(payloads[1] == std::string(10, 'y'));
   CHECK(payloads[2] == std::string(10, 'z'));
   CHECK(r.o.counters().loads == 3);
+
+  // Live first: live data is not held back by a backlog that is still being read.
+  Rig q;
+  q.o.set_live_first(true);
+  restored.clear();
+  restored.push_back(q.spool.restored(q.spool.put(record("l", 0))));
+  q.o.restore(restored);
+  auto now = q.o.push(entry("l", 0));
+  CHECK(drain_ids(q.o) == std::vector<uint64_t>{now});
 }
 
 TEST_CASE("Outbox spool: requeue_all keeps id order within each lane") {
@@ -771,13 +830,25 @@ TEST_CASE("Outbox spool: accepting() and below_low_water() against the memory an
 }
 
 TEST_CASE("Outbox spool: invariants hold under random operations") {
-  for (uint32_t seed : {1u, 2u, 3u, 42u, 1234u}) {
+  for (uint32_t seed : {1u, 2u, 3u, 42u, 1234u, 7u, 8u, 9u, 10u, 11u}) {
     CAPTURE(seed);
     std::mt19937 rng(seed);
+    const bool live_first = seed % 2 == 0;
     auto pick = [&](size_t n) { return std::uniform_int_distribution<size_t>(0, n - 1)(rng); };
     const uint64_t budgets[] = {400, 2000, 1 << 20};
     Rig r(2000, 1 + pick(4));
+    r.o.set_live_first(live_first);
     std::map<uint64_t, const OutboxEntry*> flight;
+    // In order: within a priority every next() is newer than the one before, until a
+    // requeue sends an older entry again.
+    std::map<int, uint64_t> last_out;
+    auto took = [&](const OutboxEntry* e) {
+      if (!live_first) {
+        REQUIRE(e->id > last_out[e->priority]);
+        last_out[e->priority] = e->id;
+      }
+      REQUIRE(flight.emplace(e->id, e).second);
+    };
     std::set<uint64_t> acked;
     bool online = true;
 
@@ -813,7 +884,7 @@ TEST_CASE("Outbox spool: invariants hold under random operations") {
         case 4:
           if (const OutboxEntry* e = r.o.next()) {
             REQUIRE(e->payload);
-            REQUIRE(flight.emplace(e->id, e).second);
+            took(e);
           }
           break;
         case 5:
@@ -829,12 +900,14 @@ TEST_CASE("Outbox spool: invariants hold under random operations") {
             auto it = std::next(flight.begin(), long(pick(flight.size())));
             r.o.requeue(it->first);
             flight.erase(it);
+            last_out.clear();
           }
           break;
         case 7:
           if (pick(4) == 0) {
             r.o.requeue_all();
             flight.clear();
+            last_out.clear();
           }
           break;
         case 8:
@@ -860,7 +933,7 @@ TEST_CASE("Outbox spool: invariants hold under random operations") {
           // Everything to the broker that can go.
           for (;;) {
             if (const OutboxEntry* e = r.o.next()) {
-              REQUIRE(flight.emplace(e->id, e).second);
+              took(e);
             } else if (r.spool.pending_loads()) {
               r.spool.step();
             } else {
