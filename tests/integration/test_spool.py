@@ -303,8 +303,9 @@ def rss_kib(pid):
 
 
 def test_slow_broker_back_pressure_reaches_app_and_rss_stays_bounded(workdir, broker):
-    """(e) A throttled broker path: memory fills, the spool fills to its back-pressure mark, the app is
-    paused, RSS stays bounded; unthrottled, everything arrives."""
+    """(e) A throttled broker path: memory fills to its budget and the app is paused (connected, the
+    budget is back-pressure: nothing goes through the disk), RSS stays bounded; unthrottled, everything
+    arrives."""
     proxy = SlowProxy(broker.port, rate=20000)
     cfg = spool_config(workdir, broker.port, spool={"max_memory_bytes": 200000, "max_bytes": 2000000},
                        streams={"imu": {"batch_size": 50, "flush_period": 0.2}})
@@ -320,10 +321,11 @@ def test_slow_broker_back_pressure_reaches_app_and_rss_stays_bounded(workdir, br
             nonlocal peak
             peak = max(peak, rss_kib(el.proc.pid))
             st = el.status()
-            return st["spool"]["bytes"] >= 2000000 * 0.75 and st["apps"][0]["pauses"] > 0
-        wait_for(held_back, 60, interval=0.2, what="the spool filling up and back-pressure on the app")
+            return st["outbox"]["pinned_bytes"] >= 200000 * 0.75 and st["apps"][0]["pauses"] > 0
+        wait_for(held_back, 60, interval=0.2, what="the memory budget filling up and back-pressure on the app")
         st = el.status()
         assert st["broker"]["state"] == "connected"  # slow, not down
+        assert st["spool"]["spooled"] == 0, st["spool"]
         assert st["spool"]["dropped"] == 0, st["spool"]
         before = st["apps"][0]["points"]
         time.sleep(1)
