@@ -6,7 +6,9 @@
 #
 # Environment: DURATION (s, default 10), WARMUP (s, default 3), ROUNDS (relay/ceiling
 # pairs, interleaved, default 2), ACTIONS (default 1000), APPS (default 4), IDLE_WAIT
-# (s before reading idle RSS, default 3),
+# (s before reading idle RSS, default 3), MEMORY (max_memory_bytes, default 16777216 =
+# edgelink's default), PRIORITIZE_LIVE (true: prioritize_live_data = true, the live-first
+# policy that spills past the memory budget while connected; default false, in order),
 # NICE (e.g. -10, needs root: runs mosquitto, edgelink and relay_bench at that nice
 # level, so other work on a shared machine disturbs the figures less), RELAY_BENCH (path of relay_bench, default BUILD_DIR/relay_bench), KEEP=1 keeps the
 # temp dir (configs, logs) for inspection.
@@ -21,6 +23,8 @@ ACTIONS=${ACTIONS:-1000}
 APPS=${APPS:-4}
 ROUNDS=${ROUNDS:-2}
 IDLE_WAIT=${IDLE_WAIT:-3}
+MEMORY=${MEMORY:-16777216}
+PRIORITIZE_LIVE=${PRIORITIZE_LIVE:-false}
 NICE=${NICE:-0}
 
 for bin in "$EDGELINK" "$RELAY_BENCH"; do
@@ -75,6 +79,7 @@ EOF
   echo 'project_id = "bench"'
   echo 'device_id = "gw-bench"'
   echo "persistence_path = \"$TMP/state\""
+  echo "prioritize_live_data = $PRIORITIZE_LIVE"
   echo
   echo '[broker]'
   echo 'host = "127.0.0.1"'
@@ -94,7 +99,7 @@ EOF
   done
   echo
   echo '[spool]'
-  echo 'max_memory_bytes = 16777216'
+  echo "max_memory_bytes = $MEMORY"
   echo
   echo '[log]'
   echo 'level = "warn"'
@@ -168,4 +173,5 @@ LOAD_END=$(loadavg)
 python3 "$(dirname "$0")/summarize.py" "$TMP" "$ROUNDS" \
   "apps=$APPS" "duration=$DURATION" "warmup=$WARMUP" "idle_rss=$IDLE_RSS" "idle_anon=$IDLE_ANON" \
   "idle_file=$IDLE_FILE" "idle_pss=$IDLE_PSS" "peak_rss=$PEAK_RSS" "run_cpu=$RUN_CPU" \
-  "load_start=$LOAD_START" "load_end=$LOAD_END" "nproc=$(nproc)" "nice=$NICE"
+  "load_start=$LOAD_START" "load_end=$LOAD_END" "nproc=$(nproc)" "nice=$NICE" "memory=$MEMORY" \
+  "prioritize_live=$PRIORITIZE_LIVE"

@@ -92,7 +92,8 @@ def main():
     ]
     print()
     print(f"edgelink relay benchmark: {env['apps']} apps, batch 100, in-flight 100, {rounds} x "
-          f"{env['duration']} s per side ({env['warmup']} s warm-up excluded), {env['nproc']} cores, nice {env.get('nice', '0')}")
+          f"{env['duration']} s per side ({env['warmup']} s warm-up excluded), {env['nproc']} cores, nice {env.get('nice', '0')}, "
+          f"max_memory_bytes {env.get('memory', '16777216')}, prioritize_live_data {env.get('prioritize_live', 'false')}")
     print(f"  {'figure':34} {'measured':>18}  {'target':13} meets")
     for name, value, target, ok in rows:
         print(f"  {name:34} {value:>18}  {target:13} {'' if ok is None else ('yes' if ok else 'NO')}")
