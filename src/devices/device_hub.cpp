@@ -407,7 +407,8 @@ void DeviceHub::check_resets(Device& d) {
   if (c.reset_reports > d.seen_reports) {
     d.seen_reports = c.reset_reports;
     ++d.resets;
-    log::info(kLog, d.config.name, ": the device is restarting (shutdown report); its sessions reopen");
+    log::info(kLog, d.config.name, ": the device is restarting (shutdown report); its sessions reopen in about ",
+              kDeviceRestartWait.count(), " ms, in its new boot");
     status_point(d, "reset", "shutdown report");
   }
   if (c.id_collisions > d.seen_collisions) {
@@ -619,6 +620,8 @@ void DeviceHub::write_status(Writer& w) const {
     u64("reset_reports", sc.reset_reports);
     u64("reset_reconnects", sc.reset_reconnects);
     u64("id_collisions", sc.id_collisions);
+    w.Key("restarting");
+    w.Bool(d.sessions->device_restarting());
     u64("notices_unrouted", sc.notices_unrouted);
     u64("blocks_dropped", sc.blocks_dropped);
     w.EndObject();
