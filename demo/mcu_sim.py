@@ -3,12 +3,19 @@
 
 Usage:  mcu_sim.py /dev/pts/N [--framing hdlc|console] [--busy K] [--drop K]
                    [--corrupt K] [--idle-ms MS] [--stale] [--log-interval S] [--slice N]
+                   [--block-size N] [--restart-delay-ms MS] [--record-input FILE]
 
 Typical setup: `socat -d -d pty,raw,echo=0 pty,raw,echo=0`, this simulator on one end,
 edgelink on the other. Test knobs are flags (initial values) and the simulator-only
-REST URLs sim/busy, sim/drop, sim/corrupt, sim/crash, sim/idle, sim/say, sim/stale and
-sim/streampos?id=<sid>&pos=<n> (presets a session's 32-bit stream position, to test
-the 24-bit wrap without sending 16 MiB). Standard library only.
+REST URLs sim/busy, sim/drop, sim/corrupt, sim/crash, sim/idle, sim/say, sim/stale,
+sim/blocksize?n=<bytes> and sim/streampos?id=<sid>&pos=<n> (presets a session's 32-bit
+stream position, to test the 24-bit wrap without sending 16 MiB). Standard library only.
+
+Like the real firmware (ricrest.md §3.1, §7.5): its own receive limit is 5000 bytes, but
+what it sends is sized to the message (with --block-size above 5000, a long REPL answer
+is one frame that large, as from a board with PSRAM); the shutdown REPORT has no
+"reason"; and after the REPORT the old boot runs on for --restart-delay-ms (1000, the
+firmware's SYSTEM_RESTART_DELAY_MS), still answering, before it restarts.
 """
 import argparse
 import json
@@ -23,7 +30,9 @@ import urllib.parse
 FLAG, ESC = 0xE7, 0xD7
 MAX_RX = 5000            # MaxRxMsgLen without PSRAM, CRC bytes included
 MAX_SESSIONS = 4         # a new session is refused when more than 3 exist
-MAX_BLOCK = 475          # device-to-client block size
+MAX_BLOCK = 475          # device-to-client block size (--block-size)
+RESTART_DELAY_MS = 1000  # SYSTEM_RESTART_DELAY_MS: the old boot's last second after its REPORT
+MAX_REPL_LINE = 65536
 CHANNEL = "serial"       # one channel per simulator process
 CAPS = ["v", "caps", "reset", "subscription", "pubtopics", "upy", "sim"]
 
@@ -173,7 +182,7 @@ class Repl:
             elif b == 0x0D:
                 out += bytes(self.line) + b"\r\nok\r\n>>> "
                 self.line.clear()
-            elif b != 0x0A and len(self.line) < 4096:
+            elif b != 0x0A and len(self.line) < MAX_REPL_LINE:
                 self.line.append(b)
         return bytes(out)
 
@@ -187,6 +196,9 @@ class Device:
         self.outq = bytearray()
         self.busy, self.drop, self.corrupt = args.busy, args.drop, args.corrupt
         self.idle_ms, self.stale = args.idle_ms, args.stale
+        self.block_size = max(1, args.block_size)
+        self.restart_at = None    # set by the REPORT: when the old boot's last second ends
+        self.record = open(args.record_input, "ab", buffering=0) if args.record_input else None
         self.t0 = time.monotonic()
         self.pending = None
         self.next_log = self.t0 + args.log_interval if args.log_interval > 0 else None
@@ -396,6 +408,8 @@ class Device:
             self.pending = lambda: self.repl_output(args.get("text", "").encode("utf-8"))
         elif what == "stale":
             self.stale = num("on") != 0
+        elif what == "blocksize":
+            self.pending = lambda: setattr(self, "block_size", max(1, num("n", MAX_BLOCK)))
         elif what == "streampos":
             s = self.find_sid(num("id", 0))
             if not s:
@@ -406,11 +420,12 @@ class Device:
         return ok
 
     def do_reset(self):
-        self.reply(0, '{"msgType":"sysevent","msgName":"shutdown","isRestart":1,"reason":"RestartRequested"}',
-                   header=0xC2)
-        self.crash()
+        # The real REPORT (§7.5): no "reason". The restart itself comes from tick().
+        self.reply(0, '{"msgType":"sysevent","msgName":"shutdown","isRestart":1}', header=0xC2)
+        self.restart_at = time.monotonic() + self.args.restart_delay_ms / 1000.0
 
     def crash(self):
+        self.restart_at = None
         self.hdlc, self.oa = HdlcDecoder(), OverAsciiDecoder()
         self.boot()
 
@@ -483,6 +498,8 @@ class Device:
         s.pos = pos + len(data)  # whatever the callback returned
         s.last = time.monotonic()
         if rc == "OK":
+            if self.record:  # what the endpoint accepted, across boots
+                self.record.write(data)
             self.repl_output(self.repl.feed(data))
             if is_final:
                 self.reply(num, '{"req":"ufBlock","streamID":%d,"sokto":%d,"rslt":"ok"}' % (sid, s.pos))
@@ -502,8 +519,8 @@ class Device:
         del r.history[:-4096]
         if r.sid is None or not (self.find_sid(r.sid) or self.stale):
             return  # the endpoint is never told its session closed; it just stops (unless stale)
-        for i in range(0, len(out), MAX_BLOCK):
-            chunk = out[i:i + MAX_BLOCK]
+        for i in range(0, len(out), self.block_size):
+            chunk = out[i:i + self.block_size]
             self.send_msg(bytes([0x00, 0x02, 0x04, r.sid]) + (r.tx_pos & 0xFFFFFF).to_bytes(3, "big") + chunk)
             r.tx_pos += len(chunk)
 
@@ -513,8 +530,10 @@ class Device:
 
     # ---- timers ------------------------------------------------------------------
     def tick(self):
-        self.expire()
         now = time.monotonic()
+        if self.restart_at is not None and now >= self.restart_at:
+            self.crash()  # the restart after the REPORT: everything of the old boot is gone
+        self.expire()
         for name, sub in self.subs.items():
             if now >= sub[1]:
                 sub[1] = now + sub[0]
@@ -558,6 +577,12 @@ def main():
     ap.add_argument("--stale", action="store_true", help="keep sending on closed sessions")
     ap.add_argument("--log-interval", type=float, default=5.0, help="console mode: seconds between log lines (0=off)")
     ap.add_argument("--slice", type=int, default=0, help="BLE-like: process input and write output in N-byte slices")
+    ap.add_argument("--block-size", type=int, default=MAX_BLOCK,
+                    help="device-to-client block size; above 5000 a long answer is one frame that large (PSRAM)")
+    ap.add_argument("--restart-delay-ms", type=int, default=RESTART_DELAY_MS,
+                    help="after the shutdown REPORT the old boot runs on this long before it restarts")
+    ap.add_argument("--record-input", metavar="FILE",
+                    help="append every chunk the upyconsole endpoint accepts to FILE (exactly-once checks)")
     args = ap.parse_args()
     fd = os.open(args.device, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
     tty.setraw(fd, termios.TCSANOW)

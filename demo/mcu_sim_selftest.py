@@ -184,12 +184,19 @@ def scenario(gw, console):
     pub = gw.wait(lambda m: m[:2] == b"\x00\x80", "publish")
     eq(json.loads(pub[2:].decode())["_t"], 0)
 
-    # Orderly reset: reply, shutdown REPORT, streamIDs restart at 1.
+    # Orderly reset: reply, then the shutdown REPORT as the real firmware sends it (no
+    # "reason"); the old boot runs on for its restart delay, then streamIDs restart at 1.
     gw.url(12, "reset")
     eq(gw.reply(12, "reset reply"), '{"req":"reset","rslt":"ok"}')
     rep = gw.wait(lambda m: m[:3] == b"\x00\xC2\x01", "shutdown report")
-    eq(json.loads(rep[3:-1].decode())["msgName"], "shutdown")
-    eq(ufstart(gw, 13, "other"), '{"req":"ufStart","streamID":1,"rslt":"ok"}')
+    eq(rep[3:-1].decode(), '{"msgType":"sysevent","msgName":"shutdown","isRestart":1}')
+    # Still the old boot, with its 4 sessions.
+    eq(ufstart(gw, 13, "other"), '{"req":"ufStart","reason":"sessionNotStarted","rslt":"fail"}')
+    end = time.monotonic() + 5
+    while ufstart(gw, 13, "other") != '{"req":"ufStart","streamID":1,"rslt":"ok"}':
+        if time.monotonic() > end:
+            raise AssertionError("the simulator did not restart after its REPORT")
+        gw.quiet(0.1)
     gw.cmd(14, {"cmdName": "ufStart", "reqStr": "ufStart", "fileType": "rtstream", "fileName": "x",
                 "endpoint": "nosuch", "fileLen": 0})
     eq(gw.reply(14, "ufStart unknown endpoint"), '{"req":"ufStart","streamID":2,"rslt":"ok"}')
@@ -208,6 +215,18 @@ def scenario(gw, console):
     gw.url(17, "sim/idle?ms=10000")
     gw.reply(17, "sim/idle")
     eq(ufstart(gw, 18, "upyconsole"), '{"req":"ufStart","streamID":1,"rslt":"ok"}')
+
+    # Frames sized to the message: with a large block size a long answer is one frame
+    # above the 5000 bytes the device itself accepts (a board with PSRAM).
+    gw.url(22, "sim/blocksize?n=65536")
+    gw.reply(22, "sim/blocksize")
+    line = b"s = '" + b"p" * 6000 + b"'\r"
+    for pos in range(0, len(line), 475):
+        gw.block(1, pos, line[pos:pos + 475])
+    big = gw.wait(lambda m: m[:3] == b"\x00\x02\x04" and m[3] == 1 and len(m) > 5000, "one large answer frame")
+    eq(big[7:], line[:-1] + b"\r\nok\r\n>>> ")
+    gw.url(23, "sim/blocksize?n=475")
+    gw.reply(23, "sim/blocksize")
 
     # 24-bit wrap: with streamPos preset past 2^24, a wrapped position is a mismatch.
     gw.url(21, "sim/streampos?id=1&pos=16777216")

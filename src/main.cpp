@@ -93,9 +93,14 @@ void print_status(const std::string& json) {
                 u(st, "batches"), u(st, "open_points"));
   if (d.HasMember("devices") && d["devices"].IsArray())
     for (const auto& dev : d["devices"].GetArray()) {
-      std::printf("device   %-16s %s  %-7s resets %lu  log lines %lu%s%s\n", s(dev, "name"), s(dev, "path"),
-                  s(dev, "state"), u(dev, "resets"), u(dev, "log_lines"), *s(dev, "last_error") ? "  last error: " : "",
-                  s(dev, "last_error"));
+      // Frames lost to the receive limit are a configuration problem worth a glance.
+      const uint64_t oversize = dev["link"].IsObject() ? u(dev["link"], "oversize_frames") : 0;
+      const std::string frames = oversize ? "  oversize frames " + std::to_string(oversize) + " (max_frame_bytes " +
+                                                std::to_string(u(dev, "max_frame_bytes")) + ")"
+                                          : "";
+      std::printf("device   %-16s %s  %-7s resets %lu  log lines %lu%s%s%s\n", s(dev, "name"), s(dev, "path"),
+                  s(dev, "state"), u(dev, "resets"), u(dev, "log_lines"), frames.c_str(),
+                  *s(dev, "last_error") ? "  last error: " : "", s(dev, "last_error"));
       for (const auto& rs : dev["rtstreams"].GetArray()) {
         std::string where;
         if (rs["tcp"].IsObject())

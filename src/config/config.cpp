@@ -342,6 +342,8 @@ void Loader::load_devices(const toml::table& t, std::map<std::string, DeviceConf
           s.reset();
         }
         assign(d.log_stream, std::move(s));
+      } else if (key == "max_frame_bytes") {
+        assign(d.max_frame_bytes, int_as<size_t>(dv, kpath, kMinDeviceFrameBytes, kMaxDeviceFrameBytes));
       } else {
         unknown(dk, "in [" + path + "]");
       }

@@ -143,6 +143,7 @@ std::string to_toml(const Config& c) {
     o << "path = " << str(d.path) << "\n";
     o << "baud = " << d.baud << "\n";
     o << "framing = \"" << to_string(d.framing) << "\"\n";
+    o << "max_frame_bytes = " << d.max_frame_bytes << "\n";
     // The loader refuses log_stream on an HDLC port, where it would mean nothing.
     if (d.framing == DeviceFraming::Console) o << "log_stream = " << str(d.log_stream) << "\n";
   }

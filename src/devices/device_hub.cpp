@@ -189,10 +189,16 @@ std::shared_ptr<DeviceHub::Device> DeviceHub::build(const DeviceConfig& dc,
 
   DeviceLinkOptions lo;
   lo.framing = dc.framing == DeviceFraming::Console ? Framing::Console : Framing::Hdlc;
+  lo.hdlc.max_frame_len = dc.max_frame_bytes;
   DeviceLink::Handlers h;
   h.send = [raw](std::span<const uint8_t> frame) { return raw->transport->write(frame); };
   h.on_log_line = [this, raw](std::string_view line, bool truncated) { on_log_line(*raw, line, truncated); };
   h.on_report = [raw](const Report&, std::string_view json) { log::info(kLog, raw->config.name, ": report ", json); };
+  h.on_oversize_frame = [this, raw](size_t len) {
+    log::limited(limiter_, "oversize:" + raw->config.name, LogLevel::Warn, kLog, raw->config.name,
+                 ": dropped a frame of ", len, " bytes from the device, above max_frame_bytes = ",
+                 raw->config.max_frame_bytes, " (raise it if the device sends messages this large)");
+  };
   h.on_notice = [this, raw](const DeviceReply&, std::string_view json) {
     log::limited(limiter_, "notice:" + raw->config.name, LogLevel::Debug, kLog, raw->config.name,
                  ": notice for no stream: ", json);
@@ -401,7 +407,8 @@ void DeviceHub::check_resets(Device& d) {
   if (c.reset_reports > d.seen_reports) {
     d.seen_reports = c.reset_reports;
     ++d.resets;
-    log::info(kLog, d.config.name, ": the device is restarting (shutdown report); its sessions reopen");
+    log::info(kLog, d.config.name, ": the device is restarting (shutdown report); its sessions reopen in about ",
+              kDeviceRestartWait.count(), " ms, in its new boot");
     status_point(d, "reset", "shutdown report");
   }
   if (c.id_collisions > d.seen_collisions) {
@@ -564,6 +571,7 @@ void DeviceHub::write_status(Writer& w) const {
     str("path", d.config.path);
     u64("baud", d.config.baud);
     str("framing", to_string(d.config.framing));
+    u64("max_frame_bytes", d.config.max_frame_bytes);
     str("state", d.stopped ? "stopped" : d.up ? "up" : "down");
     const std::error_code te = d.transport->last_error();
     str("last_error", d.up ? std::string() : te ? te.message() : d.last_down);
@@ -596,6 +604,7 @@ void DeviceHub::write_status(Writer& w) const {
     u64("timeouts", lc.timeouts);
     u64("stale_replies", lc.stale_replies);
     u64("bad_frames", lc.bad_frames);
+    u64("oversize_frames", lc.oversize_frames);
     u64("bad_messages", lc.bad_messages);
     u64("send_refused", lc.send_refused);
     u64("notices", lc.notices);
@@ -611,6 +620,8 @@ void DeviceHub::write_status(Writer& w) const {
     u64("reset_reports", sc.reset_reports);
     u64("reset_reconnects", sc.reset_reconnects);
     u64("id_collisions", sc.id_collisions);
+    w.Key("restarting");
+    w.Bool(d.sessions->device_restarting());
     u64("notices_unrouted", sc.notices_unrouted);
     u64("blocks_dropped", sc.blocks_dropped);
     w.EndObject();

@@ -185,13 +185,13 @@ void DeviceLink::on_bytes(std::span<const uint8_t> bytes) {
     while (true) {
       const auto r = hdlc_.next(bytes);
       bytes = bytes.subspan(r.consumed);
-      if (r.status == HdlcDecoder::Status::NeedMore) break;
-      if (r.status == HdlcDecoder::Status::Frame)
-        on_message(r.frame);
-      else
-        ++counters_.bad_frames;
+      switch (r.status) {
+        case HdlcDecoder::Status::NeedMore: return;
+        case HdlcDecoder::Status::Frame: on_message(r.frame); break;
+        case HdlcDecoder::Status::BadCrc: ++counters_.bad_frames; break;
+        case HdlcDecoder::Status::Oversize: on_oversize(r.dropped_len); break;
+      }
     }
-    return;
   }
   while (true) {
     const auto r = console_.next(bytes);
@@ -203,10 +203,15 @@ void DeviceLink::on_bytes(std::span<const uint8_t> bytes) {
         ++counters_.log_lines;
         if (handlers_.on_log_line) handlers_.on_log_line(r.line, r.line_truncated);
         break;
-      case ConsoleDemux::Status::BadCrc:
-      case ConsoleDemux::Status::Oversize: ++counters_.bad_frames; break;
+      case ConsoleDemux::Status::BadCrc: ++counters_.bad_frames; break;
+      case ConsoleDemux::Status::Oversize: on_oversize(r.dropped_len); break;
     }
   }
+}
+
+void DeviceLink::on_oversize(size_t len) {
+  ++counters_.oversize_frames;
+  if (handlers_.on_oversize_frame) handlers_.on_oversize_frame(len);
 }
 
 // §4.7 dispatch. The device does not check msgType on its input, but what it sends

@@ -40,13 +40,11 @@ DeviceLink::Handlers DeviceSessions::wrap(DeviceLink::Handlers h) {
     }
   };
   h.on_report = [this](const Report& report, std::string_view json) {
-    if (report.is_shutdown()) {
-      // §7.5: sent before an orderly restart; every session and request is gone.
-      ++counters_.reset_reports;
-      device_reset(nullptr);
-      link_.reset();
-    }
+    // Before the reset below, which drops the frame buffer `json` points into.
     if (user_.on_report) user_.on_report(report, json);
+    // §7.5: only is_shutdown() counts (isRestart and the optional "reason" do not):
+    // every session and request of this boot is about to go.
+    if (report.is_shutdown()) start_restart_wait();
   };
   return h;
 }
@@ -62,6 +60,30 @@ void DeviceSessions::device_reset(RtStream* except) {
   ++counters_.device_resets;
   for (auto& e : streams_)
     if (e.stream.get() != except) e.stream->on_device_reset();
+}
+
+void DeviceSessions::start_restart_wait() {
+  ++counters_.reset_reports;
+  restart_pending_ = true;
+  restart_until_.reset();  // a second REPORT starts the wait again
+  for (auto& e : streams_) e.stream->on_device_restarting();
+  // Replies to requests still outstanding would come from the old boot, if at all.
+  link_.reset();
+}
+
+bool DeviceSessions::any_block_in_flight() const {
+  return std::any_of(streams_.begin(), streams_.end(), [](const Entry& e) { return e.stream->block_in_flight(); });
+}
+
+void DeviceSessions::end_restart_wait(TimePoint now) {
+  if (!restart_pending_) return;
+  if (!restart_until_) restart_until_ = now + options_.restart_wait;
+  // A block still in its window was sent to the old boot: it is settled (confirmed or
+  // complained about) before the streams forget that boot, or it could be sent twice.
+  if (now < *restart_until_ || any_block_in_flight()) return;
+  restart_pending_ = false;
+  restart_until_.reset();
+  device_reset(nullptr);
 }
 
 void DeviceSessions::on_stream_id(RtStream& stream) {
@@ -89,6 +111,7 @@ RtStream* DeviceSessions::add_stream(std::string name, std::string endpoint, std
                                            options.value_or(options_.stream), std::move(callbacks));
   stream->set_stream_id_hook([this](RtStream& s) { on_stream_id(s); });
   stream->set_suspended(!transport_up_);
+  if (restart_pending_) stream->on_device_restarting();
   RtStream* raw = stream.get();
   streams_.push_back({std::move(name), std::move(stream)});
   return raw;
@@ -119,6 +142,8 @@ void DeviceSessions::on_transport_state(bool up, TimePoint now) {
     for (auto& e : streams_) e.stream->set_suspended(false);
     return;
   }
+  restart_pending_ = false;  // the port went: whatever comes back is the new boot
+  restart_until_.reset();
   device_reset(nullptr);
   link_.reset();
   for (auto& e : streams_) e.stream->set_suspended(true);
@@ -128,14 +153,19 @@ void DeviceSessions::on_tick(TimePoint now) {
   link_.on_tick(now);
   // By index: a stream's tick can reset others, never add or remove streams.
   for (size_t i = 0; i < streams_.size(); ++i) streams_[i].stream->on_tick(now);
+  end_restart_wait(now);
 }
 
 std::optional<DeviceSessions::TimePoint> DeviceSessions::next_deadline() const {
   std::optional<TimePoint> earliest = link_.next_deadline();
-  for (const auto& e : streams_) {
-    const auto d = e.stream->next_deadline();
+  auto consider = [&earliest](std::optional<TimePoint> d) {
     if (d && (!earliest || *d < *earliest)) earliest = d;
-  }
+  };
+  for (const auto& e : streams_) consider(e.stream->next_deadline());
+  // The wait's end is set on the next tick. While a block is in flight, its window's
+  // end (above) is when the wait is checked again: a deadline already past would spin.
+  if (restart_pending_ && !restart_until_) consider(RtStream::kDueNow);
+  if (restart_pending_ && restart_until_ && !any_block_in_flight()) consider(*restart_until_);
   return earliest;
 }
 

@@ -1,6 +1,7 @@
 #include "edgelink/devices/hdlc.hpp"
 
 #include <array>
+#include <utility>
 
 namespace edgelink::devices {
 namespace {
@@ -56,6 +57,7 @@ void HdlcDecoder::reset() {
   buf_.clear();
   escaped_ = false;
   delivered_ = false;
+  discarded_ = 0;
 }
 
 HdlcDecoder::Result HdlcDecoder::next(std::span<const uint8_t> input) {
@@ -69,6 +71,10 @@ HdlcDecoder::Result HdlcDecoder::next(std::span<const uint8_t> input) {
     if (b == options_.flag) {
       // A flag always ends the frame, even directly after an escape (§3.2 step 1).
       escaped_ = false;
+      if (discarded_ > 0) {
+        ++stats_.oversize;
+        return {Status::Oversize, {}, i + 1, std::exchange(discarded_, 0)};
+      }
       const size_t n = buf_.size();
       if (n < 2) {  // empty frame, E7 E7, or a lone byte: ignored like the device does
         buf_.clear();
@@ -89,14 +95,18 @@ HdlcDecoder::Result HdlcDecoder::next(std::span<const uint8_t> input) {
       escaped_ = true;
       continue;
     }
-    buf_.push_back(escaped_ ? static_cast<uint8_t>(b ^ kHdlcEscapeXor) : b);
+    const uint8_t unescaped = escaped_ ? static_cast<uint8_t>(b ^ kHdlcEscapeXor) : b;
     escaped_ = false;
+    if (discarded_ > 0) {
+      ++discarded_;
+      continue;
+    }
+    buf_.push_back(unescaped);
     if (buf_.size() > options_.max_frame_len) {
-      // Like the device: drop what was collected and keep collecting; the tail of
-      // the oversized frame then fails its CRC at the next flag.
-      ++stats_.oversize;
+      // Only the length is kept from here to the flag: memory stays bounded by the
+      // limit, and the frame is reported once, with its size, not as a CRC error.
+      discarded_ = buf_.size();
       buf_.clear();
-      return {Status::Oversize, {}, i + 1};
     }
   }
   return {Status::NeedMore, {}, input.size()};

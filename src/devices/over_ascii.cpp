@@ -108,7 +108,7 @@ ConsoleDemux::Result ConsoleDemux::next(std::span<const uint8_t> input) {
       case HdlcDecoder::Status::BadCrc:
         return {Status::BadCrc, {}, {}, false, i + 1};
       case HdlcDecoder::Status::Oversize:
-        return {Status::Oversize, {}, {}, false, i + 1};
+        return {Status::Oversize, {}, {}, false, i + 1, r.dropped_len};
       case HdlcDecoder::Status::NeedMore:
         break;
     }

@@ -38,6 +38,7 @@ RtStream::~RtStream() { cancel_request(); }
 
 const char* RtStream::state_name() const {
   if (state_ != RtStreamState::Closed && suspended_) return "suspended";
+  if (state_ != RtStreamState::Closed && device_restarting_) return "device restarting";
   switch (state_) {
     case RtStreamState::Closed: return "closed";
     case RtStreamState::Waiting: return failures_ > 0 ? "retrying" : "waiting";
@@ -66,7 +67,7 @@ void RtStream::open(TimePoint now) {
     failures_ = 0;
     tx_pos_ = 0;
   }
-  if (suspended_) {
+  if (suspended_ || device_restarting_) {  // a session opened now would die with the old boot
     wait_for_reopen(std::chrono::milliseconds{0});
     return;
   }
@@ -283,6 +284,11 @@ void RtStream::send_block(TimePoint now) {
 
 void RtStream::on_tick(TimePoint now) {
   if (suspended_ || state_ == RtStreamState::Closed) return;
+  if (device_restarting_) {
+    // Only the block the old boot may have taken is settled; the rest waits for the new boot.
+    if (state_ == RtStreamState::Open && inflight_ && now >= inflight_->window_end) confirm_inflight();
+    return;
+  }
   if (state_ == RtStreamState::Waiting) {
     if (!retry_at_) retry_at_ = now + retry_delay_;
     if (now >= *retry_at_) send_ufstart(now, ever_opened_ ? StartReason::Reopen : StartReason::Open);
@@ -311,6 +317,10 @@ void RtStream::on_tick(TimePoint now) {
 
 std::optional<RtStream::TimePoint> RtStream::next_deadline() const {
   if (suspended_) return std::nullopt;
+  if (device_restarting_) {
+    if (state_ == RtStreamState::Open && inflight_) return inflight_->window_end;
+    return std::nullopt;
+  }
   switch (state_) {
     case RtStreamState::Closed:
     case RtStreamState::Opening:
@@ -406,7 +416,10 @@ void RtStream::on_file_block(const FileBlockElement& block) {
   if (!block.data.empty() && callbacks_.on_data) callbacks_.on_data(block.data);
 }
 
+void RtStream::on_device_restarting() { device_restarting_ = true; }
+
 void RtStream::on_device_reset() {
+  device_restarting_ = false;
   ++counters_.device_resets;
   if (state_ == RtStreamState::Closed) {
     cancel_request();

@@ -24,7 +24,7 @@ import time
 
 import pytest
 
-from conftest import TOPIC, free_port, publish, wait_for, wait_port
+from conftest import EDGELINK_BIN, TOPIC, free_port, publish, wait_for, wait_port
 
 DEMO = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "demo")
 BAUD = 4000000
@@ -164,10 +164,11 @@ def repl_answer(line):
 
 @pytest.fixture
 def rig(workdir, broker, make_edgelink):
-    """rig(framing=..., sim_args=..., port=True, mqtt=False) -> (edgelink, pair, sim, port)."""
+    """rig(framing=..., sim_args=..., port=True, mqtt=False, device={extra [devices.mcu] keys})
+    -> (edgelink, pair, sim, port)."""
     things = []
 
-    def make(framing="hdlc", sim_args=(), port=True, mqtt=False, **overrides):
+    def make(framing="hdlc", sim_args=(), port=True, mqtt=False, device=None, **overrides):
         pair = PtyPair(workdir).start()
         things.append(pair)
         sim = Sim(pair.dev, "--framing", framing, *sim_args)
@@ -177,7 +178,7 @@ def rig(workdir, broker, make_edgelink):
         if tcp_port:
             rt["port"] = tcp_port
         config = {
-            "devices": {"mcu": {"path": pair.gw, "baud": BAUD, "framing": framing}},
+            "devices": {"mcu": {"path": pair.gw, "baud": BAUD, "framing": framing, **(device or {})}},
             "rtstreams": {"console": rt},
             "streams": {"imu": {"batch_size": 1, "flush_period": 1},
                         "device_log": {"batch_size": 1, "flush_period": 1},
@@ -333,6 +334,60 @@ def test_orderly_device_reset_reopens_the_session(rig, sub):
     s = stream_status(e)
     assert s["device_resets"] >= 1 and s["stream_id"] == 1
     assert device_status(e)["resets"] >= 1 and device_status(e)["state"] == "up"
+
+
+def test_reset_mid_stream_delivers_every_byte_once(rig, workdir):
+    """The REPORT arrives while REPL lines are flowing, and (like the real firmware) the
+    device runs on for a second before it restarts. edgelink holds the stream until the
+    restart is over: the block in flight at the REPORT reaches the old boot once and is
+    not sent again, the rest goes to the new boot, and no block meets a session the
+    restart took away (SESSION_NOT_FOUND)."""
+    record = os.path.join(workdir, "endpoint-input.bin")
+    e, pair, sim, port = rig(sim_args=("--record-input", record))
+    con = Console(port)
+    # ~35 KiB: about a second and a half of blocks at this baud rate.
+    data = b"".join(b"line%04d = %s\r" % (i, b"y" * 60) for i in range(500))
+    con.send(data)
+    wait_for(lambda: stream_status(e)["bytes_out"] >= 5000, what="the stream to be under way")
+    sim.reset()
+    wait_for(lambda: device_status(e)["sessions"]["reset_reports"] == 1, what="the REPORT to be seen")
+    assert stream_status(e)["bytes_out"] < len(data)  # the REPORT came mid-stream
+    s = wait_for(lambda: (lambda s: s if s["bytes_out"] == len(data) else None)(stream_status(e)), timeout=30,
+                 what="every byte confirmed")
+    assert s["reopens"] == 1 and s["stream_id"] == 1  # one session in the new boot, numbered from 1 again
+    assert s["session_not_found"] == 0 and s["data_lost"] == 0
+    assert not device_status(e)["sessions"]["restarting"]
+    with open(record, "rb") as f:
+        assert f.read() == data  # each byte once, in order, across the two boots
+
+
+def test_large_device_frames_fit_the_default_limit(rig):
+    """A board with PSRAM sizes its frames to the message: a 6000-byte REPL answer comes
+    back as one frame above 5000 bytes, and the console gets it whole."""
+    e, pair, sim, port = rig(sim_args=("--block-size", "65536"))
+    con = Console(port)
+    line = b"s = '" + b"p" * 6000 + b"'\r"
+    assert con.ask(line) == repl_answer(line)
+    d = device_status(e)
+    assert d["max_frame_bytes"] == 262144
+    assert d["link"]["oversize_frames"] == 0 and d["link"]["bad_frames"] == 0
+
+
+def test_frames_above_max_frame_bytes_are_dropped_counted_and_logged(rig):
+    """With max_frame_bytes = 5000 the same answer is dropped: counted, logged with its
+    size and the limit, and the console goes on working with the next frame."""
+    e, pair, sim, port = rig(sim_args=("--block-size", "65536"), device={"max_frame_bytes": 5000})
+    con = Console(port)
+    line = b"s = '" + b"p" * 6000 + b"'\r"
+    con.send(line)
+    wait_for(lambda: device_status(e)["link"]["oversize_frames"] == 1, what="the oversized frame to be counted")
+    frame = 7 + len(repl_answer(line)) + 2  # header, element, streamID, position; the answer; CRC
+    e.wait_log(f"mcu: dropped a frame of {frame} bytes from the device, above max_frame_bytes = 5000")
+    assert con.ask(b"t = 1\r") == repl_answer(b"t = 1\r")
+    d = device_status(e)
+    assert d["max_frame_bytes"] == 5000 and d["link"]["bad_frames"] == 0
+    status = subprocess.run([EDGELINK_BIN, "status", "-c", e.path], capture_output=True, text=True, timeout=10)
+    assert "oversize frames 1 (max_frame_bytes 5000)" in status.stdout
 
 
 def test_unplug_and_replug(rig, sub, workdir):

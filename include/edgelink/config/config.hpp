@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include "edgelink/devices/hdlc.hpp"
+
 namespace edgelink {
 
 using Millis = std::chrono::milliseconds;
@@ -79,6 +81,10 @@ inline constexpr const char* kDefaultDeviceLogStream = "device_log";
 // The device refuses a 5th session (ricrest.md §5.1), so more rtstreams per device
 // could never all be open.
 inline constexpr size_t kMaxRtStreamsPerDevice = 4;
+// [devices.X] max_frame_bytes: below 512 even a `v` reply could be refused; above
+// 16 MiB a noisy port could make edgelink hold that much per device waiting for a flag.
+inline constexpr size_t kMinDeviceFrameBytes = 512;
+inline constexpr size_t kMaxDeviceFrameBytes = 16 * 1024 * 1024;
 
 // [devices.NAME]: one Raft MCU.
 struct DeviceConfig {
@@ -92,6 +98,10 @@ struct DeviceConfig {
   // Console framing only: each log line the device prints becomes a data point on this
   // stream. Shared by every console device unless set; points name their device.
   std::string log_stream = kDefaultDeviceLogStream;
+  // The longest frame accepted from the device (unescaped bytes, CRC included); longer
+  // ones are dropped, counted and logged. The device sizes frames to its messages, so
+  // this must cover its largest reply or stream block (§3.1).
+  size_t max_frame_bytes = devices::kHdlcDefaultMaxFrame;
   bool operator==(const DeviceConfig&) const = default;
 };
 

@@ -77,7 +77,8 @@ struct DeviceLinkCounters {
   uint64_t timeouts = 0;           // requests failed after their last attempt
   uint64_t reset_failed = 0;       // requests failed by reset()
   uint64_t refused_requests = 0;   // TooManyPending or Unencodable
-  uint64_t bad_frames = 0;         // HDLC: bad CRC or oversized
+  uint64_t bad_frames = 0;         // HDLC: bad CRC (line noise, a frame cut short)
+  uint64_t oversize_frames = 0;    // HDLC: longer than options.hdlc.max_frame_len, dropped
   uint64_t bad_messages = 0;       // a good frame that is not a valid RICSerial message / JSON
   uint64_t unexpected = 0;         // valid but meaningless from a device (requests, bridge...)
   uint64_t notices = 0;            // msgNum-0 responses (sokto, okto, fail, cancel)
@@ -108,6 +109,10 @@ class DeviceLink {
     std::function<void(const Report&, std::string_view json)> on_report;
     // Console framing: one line of device log text (no LF, no trailing CR).
     std::function<void(std::string_view line, bool truncated)> on_log_line;
+    // A frame longer than options.hdlc.max_frame_len was dropped (already counted):
+    // `len` unescaped bytes, CRC included. A reply lost this way ends in a timeout, so
+    // the owner should say why.
+    std::function<void(size_t len)> on_oversize_frame;
   };
 
   DeviceLink(const DeviceLinkOptions& options, Handlers handlers);
@@ -165,6 +170,7 @@ class DeviceLink {
   bool transmit(std::span<const uint8_t> frame);
   void frame_message(const std::vector<uint8_t>& message, std::vector<uint8_t>& frame) const;
   void on_message(std::span<const uint8_t> message);
+  void on_oversize(size_t len);
   void on_response(uint8_t msg_num, const RicBody& body);
   void complete(uint8_t msg_num, RequestResult result);
 

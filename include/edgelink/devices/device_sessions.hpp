@@ -4,7 +4,13 @@
 // stream with that streamID (§4.7), drops device data for streamIDs no stream holds
 // (§5.7: the device keeps sending on closed sessions, and IDs are reused after a
 // reset), and decides when the device has reset:
-//  * a shutdown REPORT (§7.5, V13);
+//  * a shutdown REPORT (§7.5, V13; the real one has no "reason"). The firmware runs on
+//    for SYSTEM_RESTART_DELAY_MS (1 s) after it and only then restarts, so a session
+//    opened at once would belong to the old boot and vanish a second later. The
+//    streams are held (RtStream::on_device_restarting: the block in flight is
+//    settled, nothing new goes out) for `restart_wait`, and only then reset and
+//    reopened in the new boot. A transport loss during the wait ends it early: a
+//    USB-CDC port goes away when the chip restarts, and comes back with the new boot.
 //  * a transport reconnect (on_transport_state);
 //  * a ufStart that hands one stream a streamID another stream still holds: the
 //    device's ID counter restarted, i.e. it crashed without a report (§6.1.6). The
@@ -38,14 +44,22 @@
 
 namespace edgelink::devices {
 
+// After a shutdown REPORT: the firmware's 1 s restart delay, the reboot itself (an
+// ESP32 runs its main loop again well within a second) and some slack for the
+// REPORT's own way here. Too short and a ufStart lands in the old boot; too long only
+// delays the reopen. A ufStart sent while the device still boots is lost and retried
+// after the link's 2 s timeout, which is harmless.
+inline constexpr std::chrono::milliseconds kDeviceRestartWait{2000};
+
 struct DeviceSessionsOptions {
   size_t max_sessions = 4;  // the device's limit (§5.1)
   RtStreamOptions stream;   // defaults for add_stream()
+  std::chrono::milliseconds restart_wait = kDeviceRestartWait;
 };
 
 struct DeviceSessionsCounters {
   uint64_t device_resets = 0;      // REPORTs, transport losses and streamID collisions
-  uint64_t reset_reports = 0;      // shutdown REPORTs
+  uint64_t reset_reports = 0;      // shutdown REPORTs (each starts a restart wait)
   uint64_t reset_reconnects = 0;   // transport up transitions (the first connect included)
   uint64_t id_collisions = 0;      // a new streamID already held by another stream
   uint64_t notices_routed = 0;
@@ -85,6 +99,8 @@ class DeviceSessions {
   void on_tick(TimePoint now);
   // The earliest of the link's and the streams' deadlines (RtStream::kDueNow = at once).
   std::optional<TimePoint> next_deadline() const;
+  // Between a shutdown REPORT and the end of the restart wait.
+  bool device_restarting() const { return restart_pending_; }
 
   // For other requests to the device (v, subscription, HTTP API...).
   DeviceLink& link() { return link_; }
@@ -104,6 +120,9 @@ class DeviceSessions {
 
   DeviceLink::Handlers wrap(DeviceLink::Handlers handlers);
   void device_reset(RtStream* except);
+  void start_restart_wait();
+  void end_restart_wait(TimePoint now);
+  bool any_block_in_flight() const;
   RtStream* by_stream_id(uint8_t id);
   void on_stream_id(RtStream& stream);
 
@@ -112,6 +131,10 @@ class DeviceSessions {
   DeviceLink link_;  // before streams_: streams cancel their requests on destruction
   std::vector<Entry> streams_;
   bool transport_up_ = false;
+  // Restart wait: pending from the REPORT; its end is set on the first tick after it
+  // (the REPORT arrives through on_bytes, which has no clock).
+  bool restart_pending_ = false;
+  std::optional<TimePoint> restart_until_;
   DeviceSessionsCounters counters_;
 };
 

@@ -14,8 +14,14 @@ namespace edgelink::devices {
 inline constexpr uint8_t kHdlcFlag = 0xE7;
 inline constexpr uint8_t kHdlcEscape = 0xD7;
 inline constexpr uint8_t kHdlcEscapeXor = 0x20;
-// Device MaxRxMsgLen without PSRAM: unescaped bytes, the 2 CRC bytes included.
-inline constexpr size_t kHdlcDefaultMaxFrame = 5000;
+// What a device accepts (MaxRxMsgLen, §3.1): 5000 unescaped bytes, the 2 CRC bytes
+// included, without PSRAM (200000 with it). Everything edgelink sends stays far below.
+inline constexpr size_t kDeviceMaxRxFrame = 5000;
+// What edgelink accepts from a device unless configured otherwise ([devices.X]
+// max_frame_bytes). The device sizes each frame it sends to its message (§3.1), and a
+// PSRAM board's REST text alone may be 200000 bytes: 256 KiB leaves room for the reply
+// around such a text.
+inline constexpr size_t kHdlcDefaultMaxFrame = 256 * 1024;
 
 // The device can override both framing bytes (ProtocolExchange config, prefix
 // RICSerial: FrameBound, CtrlEscape), so they are parameters, not constants.
@@ -38,19 +44,23 @@ void hdlc_encode(std::span<const uint8_t> message, std::vector<uint8_t>& out,
 
 // The device's receiver algorithm (§3.2), which edgelink uses too: a flag always
 // ends a frame (even right after an escape), frames with a bad CRC are dropped and
-// counted, an oversized frame is thrown away and collection starts again.
+// counted. One difference: where the device throws an oversized frame's bytes away and
+// collects again (so its tail fails the CRC later), this decoder discards everything up
+// to the next flag and reports the frame once, with its full length. Either way no
+// more than max_frame_len bytes are ever buffered.
 class HdlcDecoder {
  public:
   enum class Status {
     Frame,     // `frame` holds one message whose CRC matched (the CRC is stripped)
     NeedMore,  // all input consumed, no event
     BadCrc,    // a frame ended with a wrong CRC and was dropped (also junk before a flag)
-    Oversize,  // collected bytes passed max_frame_len and were thrown away
+    Oversize,  // a frame longer than max_frame_len ended and was thrown away
   };
   struct Result {
     Status status;
     std::span<const uint8_t> frame;  // Frame only; valid until the next call
     size_t consumed;                 // bytes of the input this call used
+    size_t dropped_len = 0;          // Oversize only: the frame's unescaped length, CRC included
   };
   struct Stats {
     uint64_t frames = 0;
@@ -66,8 +76,9 @@ class HdlcDecoder {
   Result next(std::span<const uint8_t> input);
 
   const Stats& stats() const { return stats_; }
-  // Unescaped bytes collected for the frame in progress.
+  // Unescaped bytes collected for the frame in progress (0 while discarding one).
   size_t buffered() const { return delivered_ ? 0 : buf_.size(); }
+  const HdlcOptions& options() const { return options_; }
   // Forget the frame in progress (for example after a transport reconnect).
   void reset();
 
@@ -76,6 +87,7 @@ class HdlcDecoder {
   std::vector<uint8_t> buf_;
   bool escaped_ = false;
   bool delivered_ = false;  // buf_ holds the last delivered frame; clear on next call
+  size_t discarded_ = 0;    // > 0: inside an oversized frame, this many bytes long so far
   Stats stats_;
 };
 

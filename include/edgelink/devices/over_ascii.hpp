@@ -46,7 +46,7 @@ class ConsoleDemux {
     LogLine,   // `line`: one text line without LF (and without a trailing CR)
     NeedMore,  // all input consumed, no event
     BadCrc,    // a frame was dropped (HDLC, see HdlcDecoder)
-    Oversize,  // a frame passed the maximum length and was thrown away
+    Oversize,  // a frame longer than the maximum was thrown away (`dropped_len`)
   };
   struct Result {
     Status status;
@@ -54,6 +54,7 @@ class ConsoleDemux {
     std::string_view line;           // valid until the next call
     bool line_truncated = false;     // LogLine cut at max_line_len; the rest follows as more lines
     size_t consumed = 0;
+    size_t dropped_len = 0;  // Oversize: the frame's unescaped length, CRC included
   };
   struct Stats {
     uint64_t lines = 0;

@@ -21,12 +21,20 @@
 //    detected (§6.1.3). A complaint that arrives after its block's window has closed
 //    ("late") cannot be repaired without reordering or duplicating: it is counted
 //    and reported as DataLost. Size `block_window` for the transport's round trip.
-//  * Device reset (REPORT, transport reconnect, a streamID collision the router
-//    sees): the stream reopens with txPos 0 while it is open()ed and resends the
-//    block that was in flight, then the rest of the queue. Bytes confirmed before the
-//    reset are not resent: whatever the device had accepted but not yet consumed
-//    when it crashed is lost. The in-flight block may reach the endpoint twice, once
-//    in the dead session (if the device took it before resetting) and once in the new.
+//  * Announced restart (a shutdown REPORT, §7.5): the firmware runs on for about a
+//    second before it restarts, so its session still takes blocks. The router calls
+//    on_device_restarting(): nothing new is sent (no block, no ufStart, no keepalive)
+//    and the block in flight keeps its window. Without a complaint it counts as
+//    delivered, to the old boot, and is never sent again; after a BUSY, POS_MISMATCH or
+//    fail it stays queued. Once the device has restarted the router calls
+//    on_device_reset() and the stream reopens in the new boot and sends what is
+//    queued. So every byte reaches the endpoint once: before the restart or after it.
+//  * Unannounced reset (transport reconnect, a streamID collision the router sees):
+//    the stream reopens with txPos 0 while it is open()ed and resends the block that
+//    was in flight, then the rest of the queue. Bytes confirmed before the reset are
+//    not resent: whatever the device had accepted but not yet consumed when it
+//    crashed is lost. The in-flight block may reach the endpoint twice, once in the
+//    dead session (if the device took it before resetting) and once in the new.
 //  * close() discards what is still queued (counted as dropped_closed).
 //
 // Keepalive (§6.1.4): after `keepalive_after` (5 s) with nothing sent, the same
@@ -170,8 +178,12 @@ class RtStream {
   void on_block_notice(const BlockNotice& notice);
   // A device FILEBLOCK whose streamID is this stream's.
   void on_file_block(const FileBlockElement& block);
-  // The device restarted (REPORT, transport reconnect, a streamID collision): the
-  // streamID is void; reopen when possible, resending what was not confirmed.
+  // The device announced a restart (shutdown REPORT) and still runs its old boot:
+  // hold everything but the in-flight block's window until on_device_reset().
+  void on_device_restarting();
+  // The device restarted (after its REPORT, a transport reconnect, a streamID
+  // collision): the streamID is void; reopen when possible, resending what was not
+  // confirmed.
   void on_device_reset();
   // While suspended (transport down) nothing is sent and no deadline is due.
   void set_suspended(bool suspended);
@@ -182,7 +194,8 @@ class RtStream {
   uint8_t stream_id() const { return stream_id_; }
   RtStreamState state() const { return state_; }
   // "closed", "waiting", "retrying" (waiting after a failure), "opening", "open",
-  // "restarting", "suspended".
+  // "restarting", "suspended", "device restarting" (between on_device_restarting()
+  // and on_device_reset()).
   const char* state_name() const;
   const std::string& file_name() const { return file_name_; }
   const std::string& endpoint() const { return endpoint_; }
@@ -225,6 +238,7 @@ class RtStream {
 
   RtStreamState state_ = RtStreamState::Closed;
   bool suspended_ = false;
+  bool device_restarting_ = false;  // REPORT seen, old boot still running: send nothing new
   uint8_t stream_id_ = 0;
   size_t block_size_ = kMaxBlockPayload;
   std::string last_error_;

@@ -60,6 +60,7 @@ log_stream = "mcu_log"
 [devices.raw]
 transport = "serial"
 path = "/dev/ttyACM0"
+max_frame_bytes = 5000
 [rtstreams.console]
 device = "mcu"
 endpoint = "upyconsole"

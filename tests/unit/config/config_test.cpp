@@ -515,6 +515,7 @@ path = "/dev/serial/by-id/usb-Espressif_USB_JTAG_serial_debug_unit_F4:12:FA:00:1
 baud = 115200
 framing = "console"
 log_stream = "mcu_log"
+max_frame_bytes = 5000
 
 [devices.raw]
 path = "/dev/ttyUSB0"
@@ -551,9 +552,10 @@ mqtt = true
   CHECK(mcu.baud == 115200);
   CHECK(mcu.framing == DeviceFraming::Console);
   CHECK(mcu.log_stream == "mcu_log");
+  CHECK(mcu.max_frame_bytes == 5000);
   // Defaults.
   CHECK(c.devices.at("raw") == DeviceConfig{"raw", DeviceTransport::Serial, "/dev/ttyUSB0", 921600,
-                                            DeviceFraming::Hdlc, "device_log"});
+                                            DeviceFraming::Hdlc, "device_log", 256 * 1024});
 
   REQUIRE(c.rtstreams.size() == 3);
   CHECK(c.rtstreams.at("console") ==
@@ -615,6 +617,12 @@ TEST_CASE("config: device errors", "[config][devices]") {
   require_one_error(ids + "[devices.m]\npath = \"/x\"\nbaud = 0\n", "devices.m.baud: must be an integer 1..4294967295, got 0", 5, 8);
   require_one_error(ids + "[devices.m]\npath = \"/x\"\nbaud = 4294967296\n", "must be an integer 1..4294967295", 5, 8);
   require_one_error(ids + "[devices.m]\npath = \"/x\"\nbaud = \"115200\"\n", "got a string", 5, 8);
+  require_one_error(ids + "[devices.m]\npath = \"/x\"\nmax_frame_bytes = 100\n",
+                    "devices.m.max_frame_bytes: must be an integer 512..16777216, got 100", 5, 19);
+  require_one_error(ids + "[devices.m]\npath = \"/x\"\nmax_frame_bytes = 16777217\n",
+                    "devices.m.max_frame_bytes: must be an integer 512..16777216, got 16777217", 5, 19);
+  require_one_error(ids + "[devices.m]\npath = \"/x\"\nmax_frame_bytes = \"64k\"\n",
+                    "devices.m.max_frame_bytes: must be an integer 512..16777216, got a string", 5, 19);
   require_one_error(ids + "[devices.m]\npath = \"/x\"\nframing = \"raw\"\n",
                     "devices.m.framing: must be one of \"hdlc\", \"console\", got \"raw\"", 5, 11);
   require_one_error(ids + "[devices.m]\npath = \"/x\"\nframing = \"console\"\nlog_stream = \"bad name\"\n",

@@ -42,6 +42,7 @@ struct Harness {
       if (reset_on_report) link.reset();
     };
     h.on_log_line = [this](std::string_view line, bool) { log_lines.emplace_back(line); };
+    h.on_oversize_frame = [this](size_t len) { oversize.push_back(len); };
     return h;
   }
 
@@ -102,6 +103,7 @@ struct Harness {
   std::vector<std::vector<uint8_t>> publishes;
   std::vector<Report> reports;
   std::vector<std::string> log_lines;
+  std::vector<size_t> oversize;
   DeviceLink link;
 };
 
@@ -429,6 +431,38 @@ TEST_CASE("device link: bad frames, bad messages and unexpected ones are counted
   CHECK(h.link.counters().unexpected == 2);
   CHECK(h.notices.empty());
   CHECK(h.results.empty());
+}
+
+TEST_CASE("device link: frames above the receive limit are dropped, counted and reported with their size",
+          "[device_link]") {
+  // A PSRAM board sizes its replies to the message (§3.1): 6000 bytes of JSON here.
+  const std::string big = R"({"req":"v","rslt":"ok","pad":")" + std::string(6000, 'x') + R"("})";
+  const size_t big_frame = 3 + big.size() + 1 + 2;  // header, element, JSON, NUL, CRC
+  for (auto opts : {DeviceLinkOptions{}, console_options()}) {
+    INFO((opts.framing == Framing::Console ? "console" : "hdlc"));
+    {  // the default limit takes a PSRAM board's large reply
+      Harness h(opts);
+      const uint8_t n = h.get("v");
+      h.reply(n, big);
+      REQUIRE(h.results.size() == 1);
+      CHECK(h.results[0].json == big);
+      CHECK(h.link.counters().oversize_frames == 0);
+      CHECK(h.oversize.empty());
+    }
+    {  // a configured limit of 5000 drops it, says so, and the next frame still gets through
+      opts.hdlc.max_frame_len = kDeviceMaxRxFrame;
+      Harness h(opts);
+      const uint8_t n = h.get("v");
+      h.reply(n, big);
+      CHECK(h.results.empty());
+      CHECK(h.link.counters().oversize_frames == 1);
+      CHECK(h.link.counters().bad_frames == 0);
+      CHECK(h.oversize == std::vector<size_t>{big_frame});
+      h.reply(n, R"({"req":"v","rslt":"ok"})");
+      REQUIRE(h.results.size() == 1);
+      CHECK(h.results[0].ok());
+    }
+  }
 }
 
 TEST_CASE("device link: unnumbered sends use msgNum 0 and are never tracked", "[device_link]") {

@@ -218,7 +218,7 @@ TEST_CASE("bad CRC frames are dropped, counted, and do not disturb the next fram
   CHECK(decode_all(bad_tail) == std::vector<Event>{bad_crc()});
 }
 
-TEST_CASE("oversize frames are thrown away and counted", "[hdlc]") {
+TEST_CASE("oversize frames are thrown away up to the next flag, counted and sized", "[hdlc]") {
   // V1 is 5 message bytes + 2 CRC bytes = 7 unescaped bytes.
   const auto v1 = hex(test::kV1.framed);
   SECTION("exactly the maximum is accepted") {
@@ -231,37 +231,63 @@ TEST_CASE("oversize frames are thrown away and counted", "[hdlc]") {
     const auto small = hex("E7 FF FF E7");  // 2 bytes: fits
     input.insert(input.end(), small.begin(), small.end());
     const auto events = decode_all(dec, input);
-    // The 7th byte overflows; the one byte left behind is too short to be checked.
     CHECK(events == std::vector<Event>{{HdlcDecoder::Status::Oversize, {}}, frame_event({})});
     CHECK(dec.stats().oversize == 1);
+    CHECK(dec.stats().bad_crc == 0);
   }
-  SECTION("a long frame overflows repeatedly and its tail fails the CRC") {
+  SECTION("a long frame is reported once, at its closing flag, with its unescaped length") {
     std::vector<uint8_t> message(12000, 0x41);
+    message[100] = kHdlcFlag;  // escaped on the wire, one byte here
     std::vector<uint8_t> input;
     hdlc_encode(message, input);
     hdlc_encode(hex(test::kV1.raw), input);
-    HdlcDecoder dec;  // default 5000
-    const auto events = decode_all(dec, input);
-    REQUIRE(events.size() == 4);
-    CHECK(events[0].status == HdlcDecoder::Status::Oversize);
-    CHECK(events[1].status == HdlcDecoder::Status::Oversize);
-    CHECK(events[2].status == HdlcDecoder::Status::BadCrc);
-    CHECK(events[3] == frame_event(hex(test::kV1.raw)));
-    CHECK(dec.stats().oversize == 2);
-    CHECK(dec.stats().bad_crc == 1);
+    for (size_t chunk : {size_t{1}, size_t{7}, SIZE_MAX}) {
+      HdlcDecoder dec(HdlcOptions{.max_frame_len = kDeviceMaxRxFrame});
+      std::vector<HdlcDecoder::Result> results;
+      std::vector<Event> events;
+      feed_in_chunks(dec, input, chunk, [&](const auto& r) {
+        results.push_back(r);
+        events.push_back({r.status, {r.frame.begin(), r.frame.end()}});
+        // Never more than the limit held, whatever the frame's length.
+        CHECK(dec.buffered() <= kDeviceMaxRxFrame);
+      });
+      REQUIRE(events.size() == 2);
+      CHECK(events[0].status == HdlcDecoder::Status::Oversize);
+      CHECK(results[0].dropped_len == 12002);  // the message and its 2 CRC bytes
+      CHECK(events[1] == frame_event(hex(test::kV1.raw)));
+      CHECK(dec.stats().oversize == 1);
+      CHECK(dec.stats().bad_crc == 0);
+    }
   }
   SECTION("the largest message a non-PSRAM device accepts is 4998 bytes") {
     std::vector<uint8_t> input;
     hdlc_encode(std::vector<uint8_t>(4998, 0x55), input);
     hdlc_encode(std::vector<uint8_t>(4999, 0x55), input);
-    HdlcDecoder dec;
+    HdlcDecoder dec(HdlcOptions{.max_frame_len = kDeviceMaxRxFrame});
     const auto events = decode_all(dec, input);
-    // 4999 + 2 CRC bytes: the last CRC byte overflows, leaving nothing for the flag to check.
     REQUIRE(events.size() == 2);
     CHECK(events[0].status == HdlcDecoder::Status::Frame);
     CHECK(events[0].frame.size() == 4998);
     CHECK(events[1].status == HdlcDecoder::Status::Oversize);
     CHECK(dec.stats().bad_crc == 0);
+  }
+  SECTION("by default a PSRAM board's frames fit: a 200000-byte text and its reply header") {
+    std::vector<uint8_t> input;
+    const std::vector<uint8_t> big(200000 + 64, 0x7B);
+    hdlc_encode(big, input);
+    HdlcDecoder dec;
+    const auto events = decode_all(dec, input);
+    REQUIRE(events.size() == 1);
+    CHECK(events[0].status == HdlcDecoder::Status::Frame);
+    CHECK(events[0].frame.size() == big.size());
+  }
+  SECTION("reset in the middle of an oversized frame forgets it") {
+    HdlcDecoder dec(HdlcOptions{.max_frame_len = 6});
+    CHECK(decode_all(dec, std::vector<uint8_t>(v1.begin(), v1.end() - 1)).empty());
+    dec.reset();
+    // Without the reset, V1's opening flag would end the old frame: two Oversize events.
+    CHECK(decode_all(dec, v1) == std::vector<Event>{{HdlcDecoder::Status::Oversize, {}}});
+    CHECK(dec.stats().oversize == 1);
   }
 }
 

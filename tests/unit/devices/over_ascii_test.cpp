@@ -162,16 +162,22 @@ TEST_CASE("raw HDLC on a console port does not produce frames", "[over_ascii]") 
   CHECK(d.hdlc_stats().frames == 0);
 }
 
-TEST_CASE("oversize console frames are reported", "[over_ascii]") {
-  std::vector<uint8_t> input;
-  encode_console_frame(std::vector<uint8_t>(40, 0x30), input, HdlcOptions{.max_frame_len = 16});
-  encode_console_frame(hex(test::kV1.raw), input, HdlcOptions{.max_frame_len = 16});
+TEST_CASE("oversize console frames are reported once, with their length, between log lines", "[over_ascii]") {
+  std::vector<uint8_t> input = bytes("before\n");
+  encode_console_frame(std::vector<uint8_t>(40, 0x30), input);
+  append(input, bytes("after\n"));
+  encode_console_frame(hex(test::kV1.raw), input);
   ConsoleDemux d(1024, HdlcOptions{.max_frame_len = 16});
-  const auto events = demux_all(d, input);
-  REQUIRE(!events.empty());
-  CHECK(events.front().status == ConsoleDemux::Status::Oversize);
-  CHECK(events.back() == frame(hex(test::kV1.raw)));
-  CHECK(d.hdlc_stats().oversize >= 1);
+  std::vector<size_t> dropped;
+  std::vector<Event> events;
+  feed_in_chunks(d, input, 5, [&](const auto& r) {
+    if (r.status == ConsoleDemux::Status::Oversize) dropped.push_back(r.dropped_len);
+    events.push_back({r.status, {r.frame.begin(), r.frame.end()}, std::string(r.line), r.line_truncated});
+  });
+  CHECK(events == std::vector<Event>{line("before"), {ConsoleDemux::Status::Oversize, {}, {}, false}, line("after"),
+                                     frame(hex(test::kV1.raw))});
+  CHECK(dropped == std::vector<size_t>{42});
+  CHECK(d.hdlc_stats().oversize == 1);
 }
 
 TEST_CASE("reset forgets partial text and frames", "[over_ascii]") {

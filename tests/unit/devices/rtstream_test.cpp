@@ -67,6 +67,9 @@ struct FakeDevice {
   std::vector<std::string> endpoints{"upyconsole", "echo"};  // endpoints with a chunk callback
 
   // Knobs.
+  std::chrono::milliseconds restart_delay{1000};  // SYSTEM_RESTART_DELAY_MS
+  std::optional<TimePoint> boot_at, reported_at, booted_at;
+  size_t seen_at_report = 0, seen_at_boot = 0;  // commands + blocks received by then
   int busy = 0;          // the next k chunk callbacks return BUSY
   int fail_ufstart = 0;  // the next k ufStarts get sessionNotStarted
   int drop_frames = 0;   // the next k incoming frames vanish (bad CRC, noise)
@@ -88,12 +91,28 @@ struct FakeDevice {
     dec = HdlcDecoder();
   }
   void crash() { boot(); }  // no report (§7.5)
+  // Like the real firmware (§7.5): the REPORT has no "reason", and the old boot runs on
+  // for SYSTEM_RESTART_DELAY_MS, taking commands and blocks, before it restarts.
   void reset_with_report() {
     std::vector<uint8_t> m;
-    REQUIRE(encode_cmdresp(m, {0, RicMsgType::Report, ric_protocol::kRicRest},
-                           shutdown_report_json(true, "RestartRequested")));
+    REQUIRE(encode_cmdresp(m, {0, RicMsgType::Report, ric_protocol::kRicRest}, shutdown_report_json(true, "")));
     send(m);
+    reported_at = now;
+    boot_at = now + restart_delay;
+    seen_at_report = commands.size() + blocks.size();
+  }
+  void tick() {
+    if (!boot_at || now < *boot_at) return;
+    boot_at.reset();
+    booted_at = now;
+    seen_at_boot = commands.size() + blocks.size();
     boot();
+  }
+  // Commands and blocks the old boot took after its REPORT (counted, not timed: the
+  // fake clock may not move between the last block and the REPORT).
+  size_t after_report_in_old_boot() const {
+    if (!reported_at) return 0;
+    return (booted_at ? seen_at_boot : commands.size() + blocks.size()) - seen_at_report;
   }
 
   Session* find_sid(uint8_t sid) {
@@ -318,13 +337,15 @@ struct Rig {
       sessions.on_tick(now);
       deliver();
       dev.expire();
+      dev.tick();
       const auto due = sessions.next_deadline();
       if (due && *due <= now) {
         REQUIRE(++spins < 1000);  // a due deadline must make progress
         continue;
       }
       spins = 0;
-      const TimePoint next = due ? std::min(*due, end) : end;
+      TimePoint next = due ? std::min(*due, end) : end;
+      if (dev.boot_at) next = std::min(next, *dev.boot_at);
       if (next <= now) break;
       now = next;
     }
@@ -582,47 +603,125 @@ TEST_CASE("rtstream: POS_MISMATCH at 2^24 (a device past 24 bits) restarts inste
   CHECK(rig.dev.endpoint_data("upyconsole") == text("abcdef"));
 }
 
-TEST_CASE("rtstream: device reset (REPORT) mid-stream: streamIDs restart at 1 and streams reopen", "[rtstream]") {
+TEST_CASE("rtstream: REPORT mid-stream: the restart is waited out and every byte reaches the endpoint once",
+          "[rtstream]") {
   Rig rig;
   auto& a = rig.add("a");
   auto& b = rig.add("b");
   a.s->open(rig.now);
   b.s->open(rig.now);
   rig.run_for(10ms);
-  // A stale session from before (another fileName) pushes the counter on.
   const Bytes da = pattern(20000, 10), db = pattern(20000, 11);
   a.s->write(da);
   b.s->write(db);
   rig.run_for(1s);
   REQUIRE(a.s->stream_id() == 1);
   REQUIRE(b.s->stream_id() == 2);
-  const uint64_t a_confirmed = a.s->counters().bytes_out;
-  const uint64_t b_confirmed = b.s->counters().bytes_out;
-  REQUIRE(a_confirmed > 0);
-  REQUIRE(a_confirmed < da.size());
+  REQUIRE(a.s->counters().bytes_out > 0);
+  REQUIRE(a.s->counters().bytes_out < da.size());
+  // The old boot has taken the block in flight; nothing has confirmed it yet.
+  REQUIRE(a.s->block_in_flight());
+  REQUIRE(rig.dev.count_blocks("OK") == static_cast<int>(rig.dev.blocks.size()));
 
   rig.dev.reset_with_report();
-  rig.run_for(20s);
+  rig.deliver();
   CHECK(rig.reports.size() == 1);
+  CHECK(rig.reports[0].reason.empty());  // the real REPORT has none
+  CHECK(rig.sessions.device_restarting());
+  CHECK(a.s->state_name() == std::string("device restarting"));
+  rig.run_for(20s);
+  CHECK(rig.dev.booted_at);
+  CHECK_FALSE(rig.sessions.device_restarting());
+  // Nothing reached the old boot after its REPORT: no ufStart it would forget a second
+  // later, no block it would drop.
+  CHECK(rig.dev.after_report_in_old_boot() == 0);
   CHECK(rig.sessions.counters().reset_reports == 1);
   CHECK(a.s->counters().device_resets == 1);
   CHECK(b.s->counters().device_resets == 1);
   CHECK(a.s->counters().reopens == 1);
   CHECK(b.s->counters().reopens == 1);
+  CHECK(a.s->counters().session_not_found == 0);
+  CHECK(b.s->counters().session_not_found == 0);
+  CHECK(rig.dev.count_blocks("SESSION_NOT_FOUND") == 0);
   // The device's counter restarted: the two new sessions are 1 and 2 again.
   CHECK(std::min(a.s->stream_id(), b.s->stream_id()) == 1);
   CHECK(std::max(a.s->stream_id(), b.s->stream_id()) == 2);
   CHECK(a.s->queued_bytes() == 0);
   CHECK(b.s->queued_bytes() == 0);
-  // The new sessions got everything not confirmed before the reset, from position 0.
-  auto new_session_data = [&](const std::string& name) {
-    for (const auto& s : rig.dev.sessions)
-      if (s.file_name == name) return s.data;
-    return Bytes{};
-  };
-  CHECK(new_session_data("a") == Bytes(da.begin() + static_cast<std::ptrdiff_t>(a_confirmed), da.end()));
-  CHECK(new_session_data("b") == Bytes(db.begin() + static_cast<std::ptrdiff_t>(b_confirmed), db.end()));
+  // Across both boots each endpoint got its bytes exactly once, in order: the block in
+  // flight at the REPORT went to the old boot and was not sent again.
+  CHECK(rig.dev.endpoint_data("a") == da);
+  CHECK(rig.dev.endpoint_data("b") == db);
   CHECK(rig.dev.forward_gaps == 0);
+  CHECK(a.count(RtStreamEvent::DataLost) == 0);
+}
+
+TEST_CASE("rtstream: REPORT: a block the old boot refused is sent once, in the new boot", "[rtstream]") {
+  Rig rig;
+  auto& st = rig.add("upyconsole");
+  st.s->open(rig.now);
+  const Bytes data = pattern(3000, 21);
+  st.s->write(data);
+  rig.run_for(150ms);
+  REQUIRE(st.s->block_in_flight());
+  // The next block comes back BUSY, and the REPORT follows it on the wire.
+  rig.dev.busy = 1;
+  rig.hold = true;
+  rig.run_for(60ms);
+  REQUIRE(rig.dev.count_blocks("BUSY") == 1);
+  rig.dev.reset_with_report();
+  rig.hold = false;
+  rig.run_for(5s);
+  CHECK(st.s->counters().busy == 1);
+  CHECK(rig.dev.after_report_in_old_boot() == 0);  // not resent into the dying boot
+  CHECK(st.s->state() == RtStreamState::Open);
+  CHECK(st.s->queued_bytes() == 0);
+  CHECK(rig.dev.endpoint_data("upyconsole") == data);
+}
+
+TEST_CASE("rtstream: REPORT: opens wait for the restart; a long block window delays the reopen", "[rtstream]") {
+  SECTION("a stream opened during the wait opens in the new boot") {
+    Rig rig;
+    auto& st = rig.add("upyconsole");
+    rig.dev.reset_with_report();
+    rig.deliver();
+    st.s->open(rig.now);
+    st.s->write(text("x = 1\r"));
+    rig.run_for(5s);
+    CHECK(rig.dev.after_report_in_old_boot() == 0);
+    CHECK(rig.dev.count_commands("ufStart") == 1);
+    CHECK(rig.dev.endpoint_data("upyconsole") == text("x = 1\r"));
+    CHECK(st.s->counters().session_not_found == 0);
+  }
+  SECTION("a stream added during the wait is held too") {
+    Rig rig;
+    rig.dev.reset_with_report();
+    rig.deliver();
+    auto& st = rig.add("late");
+    st.s->open(rig.now);
+    rig.run_for(500ms);
+    CHECK(rig.dev.commands.empty());
+    rig.run_for(5s);
+    CHECK(st.s->state() == RtStreamState::Open);
+    CHECK(rig.dev.after_report_in_old_boot() == 0);
+  }
+  SECTION("the wait lasts at least until the block in flight is settled") {
+    RtStreamOptions slow;
+    slow.block_window = 3s;  // a slow console port: longer than the restart wait
+    Rig rig;
+    auto& st = rig.add("upyconsole", "upyconsole", slow);
+    st.s->open(rig.now);
+    st.s->write(pattern(600, 22));
+    rig.run_for(10ms);
+    REQUIRE(st.s->block_in_flight());
+    rig.dev.reset_with_report();
+    rig.run_for(2500ms);
+    CHECK(rig.sessions.device_restarting());
+    CHECK(st.s->block_in_flight());
+    rig.run_for(10s);
+    CHECK(st.s->counters().reopens == 1);
+    CHECK(rig.dev.endpoint_data("upyconsole") == pattern(600, 22));
+  }
 }
 
 TEST_CASE("rtstream: silent crash: a reused streamID resets the other streams", "[rtstream]") {
