@@ -9,7 +9,6 @@
 #include <string>
 #include <vector>
 
-#include "edgelink/devices/hdlc.hpp"
 
 namespace edgelink {
 
@@ -83,6 +82,9 @@ inline constexpr const char* kDefaultDeviceLogStream = "device_log";
 inline constexpr size_t kMaxRtStreamsPerDevice = 4;
 // [devices.X] max_frame_bytes: below 512 even a `v` reply could be refused; above
 // 16 MiB a noisy port could make edgelink hold that much per device waiting for a flag.
+// The default fits boards with PSRAM (their REST text alone may be 200000 bytes);
+// config stays data, so this is not the HDLC decoder's constant.
+inline constexpr size_t kDefaultDeviceFrameBytes = 256 * 1024;
 inline constexpr size_t kMinDeviceFrameBytes = 512;
 inline constexpr size_t kMaxDeviceFrameBytes = 16 * 1024 * 1024;
 
@@ -101,7 +103,7 @@ struct DeviceConfig {
   // The longest frame accepted from the device (unescaped bytes, CRC included); longer
   // ones are dropped, counted and logged. The device sizes frames to its messages, so
   // this must cover its largest reply or stream block (§3.1).
-  size_t max_frame_bytes = devices::kHdlcDefaultMaxFrame;
+  size_t max_frame_bytes = kDefaultDeviceFrameBytes;
   bool operator==(const DeviceConfig&) const = default;
 };
 
