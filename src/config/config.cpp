@@ -602,6 +602,9 @@ void Loader::load_streams(const toml::table& t, Config& c) {
     StreamConfig s = c.default_stream;
     s.name = name;
     load_stream(*st, path, s);
+    // uplink's rule: only the default topic of a compressed stream gets "/lz4"; a
+    // configured topic (uplink's examples spell out ".../jsonarray/lz4") is used as written.
+    if (s.compression == Compression::Lz4 && !st->contains("topic")) s.topic += "/lz4";
     c.streams[name] = std::move(s);
   }
 }

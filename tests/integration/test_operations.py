@@ -41,7 +41,8 @@ def test_check_valid_config_prints_effective_config(workdir):
     assert eff["max_stream_count"] == 64 and eff["shutdown_timeout"] == 5
     assert eff["tcpapps"]["main"] == {"port": 5050, "bind": "127.0.0.1", "max_line_bytes": 1048576,
                                       "actions": [{"name": "reboot", "timeout": 60}, {"name": "update", "timeout": 0.5}]}
-    assert eff["streams"]["imu"] == {"topic": "/tenants/{tenant_id}/devices/{device_id}/events/{stream}/jsonarray",
+    # the topic the batches are published on: a compressed stream's default topic ends in /lz4
+    assert eff["streams"]["imu"] == {"topic": "/tenants/{tenant_id}/devices/{device_id}/events/{stream}/jsonarray/lz4",
                                      "batch_size": 7, "flush_period": 0.25, "compression": "Lz4", "priority": 0}
     assert eff["streams"]["action_status"]["topic"] == "/tenants/{tenant_id}/devices/{device_id}/action/status"
     assert eff["spool"] == {"max_bytes": 268435456, "max_memory_bytes": 16777216, "fsync": "batch"}

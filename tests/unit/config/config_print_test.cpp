@@ -175,6 +175,17 @@ TEST_CASE("config: to_toml round-trips to an equal config", "[config]") {
   const std::string reprinted = to_toml(*second.config);
   CHECK(reprinted.substr(reprinted.find('\n')) == printed.substr(printed.find('\n')));
 
+  SECTION("a compressed stream prints the topic it publishes on") {
+    const auto r = load(std::string(kIds) + "[streams.imu]\ncompression = \"Lz4\"\n");
+    REQUIRE(r.config);
+    const std::string out = to_toml(*r.config);
+    CHECK(out.find("topic = \"/tenants/{tenant_id}/devices/{device_id}/events/{stream}/jsonarray/lz4\"") !=
+          std::string::npos);
+    const auto back = load_config_string(out, "x");
+    REQUIRE(back.config);
+    CHECK(back.config->streams.at("imu").topic == r.config->streams.at("imu").topic);
+  }
+
   SECTION("defaults and awkward strings") {
     Config c = *load(kIds).config;
     c.persistence_path = "/tmp/a \"quoted\"\\path\twith\nnewline";

@@ -755,3 +755,25 @@ TEST_CASE("non-ASCII text outside strings and comments is a syntax error found b
       "ok.toml");
   for (const auto& e : ok.errors) CHECK(e.message.find("non-ASCII") == std::string::npos);
 }
+
+TEST_CASE("config: a compressed stream's default topic ends in /lz4; a configured topic is used as written",
+          "[config]") {
+  const auto r = load(std::string(kIds) + R"([streams.motor]
+compression = "Lz4"
+
+[streams.imu]
+topic = "/tenants/{tenant_id}/devices/{device_id}/events/imu/jsonarray/lz4"
+compression = "Lz4"
+
+[streams.raw]
+topic = "/custom/{stream}"
+compression = "Lz4"
+)");
+  INFO(all_issues(r.errors));
+  REQUIRE(r.config);
+  CHECK(r.config->streams.at("motor").topic ==
+        "/tenants/{tenant_id}/devices/{device_id}/events/{stream}/jsonarray/lz4");
+  CHECK(r.config->streams.at("imu").topic == "/tenants/{tenant_id}/devices/{device_id}/events/imu/jsonarray/lz4");
+  CHECK(r.config->streams.at("raw").topic == "/custom/{stream}");
+  CHECK(r.config->default_stream.topic == "/tenants/{tenant_id}/devices/{device_id}/events/{stream}/jsonarray");
+}
