@@ -21,6 +21,7 @@ constexpr const char* kDefaultConfig = "/etc/edgelink/edgelink.toml";
 int run(const std::string& path) {
   edgelink::LoadResult r = edgelink::load_config_file(path);
   for (const auto& issue : r.unknown_keys) edgelink::log::warn("config", issue.to_string(), " (ignored)");
+  for (const auto& issue : r.warnings) edgelink::log::warn("config", issue.to_string());
   if (!r.config) {
     for (const auto& issue : r.errors) std::cerr << issue.to_string() << "\n";
     std::cerr << "edgelink: " << r.errors.size() << " error(s) in " << path << "; not started\n";
@@ -42,13 +43,16 @@ int check(const std::string& path) {
   edgelink::LoadResult r = edgelink::load_config_file(path);
   for (const auto& issue : r.errors) std::cerr << issue.to_string() << "\n";
   for (const auto& issue : r.unknown_keys) std::cerr << issue.to_string() << "\n";
+  // Warnings (uplink keys edgelink reads differently or ignores) do not fail the check.
+  for (const auto& issue : r.warnings) std::cerr << issue.to_string() << "\n";
   size_t problems = r.errors.size() + r.unknown_keys.size();
   if (r.config) std::cout << edgelink::to_toml(*r.config);
+  const std::string warnings = r.warnings.empty() ? "" : " (" + std::to_string(r.warnings.size()) + " warning(s))";
   if (problems) {
-    std::cerr << path << ": " << problems << " error(s)\n";
+    std::cerr << path << ": " << problems << " error(s)" << warnings << "\n";
     return 1;
   }
-  std::cerr << path << ": OK\n";
+  std::cerr << path << ": OK" << warnings << "\n";
   return 0;
 }
 

@@ -390,6 +390,7 @@ void Daemon::reload() {
   log::info(kLog, "reloading ", config_.source);
   LoadResult r = load_config_file(config_.source);
   for (const auto& issue : r.unknown_keys) log::warn("config", issue.to_string());
+  for (const auto& issue : r.warnings) log::warn("config", issue.to_string());
   if (!r.config) {
     for (const auto& issue : r.errors) log::error("config", issue.to_string());
     log::error(kLog, "the new configuration is invalid; keeping the current one");

@@ -25,6 +25,7 @@ actions_subscription = "/t/{tenant_id}/d/{device_id}/+/actions"
 presence_topic = "/t/{tenant_id}/d/{device_id}/up"
 max_stream_count = 10
 shutdown_timeout = 2.5
+prioritize_live_data = true
 [broker]
 host = "broker.example"
 port = 8883
@@ -93,6 +94,7 @@ void check_same_except_password(const Config& a, const Config& b) {
   CHECK(a.presence_topic == b.presence_topic);
   CHECK(a.max_stream_count == b.max_stream_count);
   CHECK(a.shutdown_timeout == b.shutdown_timeout);
+  CHECK(a.prioritize_live_data == b.prioritize_live_data);
   CHECK(a.broker.host == b.broker.host);
   CHECK(a.broker.port == b.broker.port);
   CHECK(a.broker.client_id == b.broker.client_id);
@@ -168,6 +170,8 @@ TEST_CASE("config: to_toml round-trips to an equal config", "[config]") {
   CHECK(second.unknown_keys.empty());
   REQUIRE(second.config->devices.size() == 2);
   REQUIRE(second.config->rtstreams.size() == 3);
+  CHECK(second.config->prioritize_live_data);
+  CHECK(printed.find("\nprioritize_live_data = true\n") != std::string::npos);
   // to_toml redacts the password, so it is the one field that cannot round-trip.
   check_same_except_password(*first.config, *second.config);
   CHECK(second.config->broker.password == "<redacted>");
