@@ -444,3 +444,32 @@ def test_in_flight_action_whose_deadline_passed_while_down_fails_at_start(make_e
     app.status("late-1", "Completed", progress=100)
     wait_for(lambda: action_counters(el)["late_statuses"] == 1, what="the late status to be dropped")
     assert states_of(sub, "late-1") == ["Received", "Failed"]
+
+
+def test_completed_below_100_is_progress_as_uplinks_rootfs_updater_sends_it(make_edgelink, broker, sub):
+    """uplink's rootfs updater reports "Completed" at 20, 40, 50, 75 and 90 before its final 100: all are forwarded;
+    only Completed at 100 ends the action, so a later status is late."""
+    el = make_edgelink()
+    wait_online(sub)
+    app = App(el.app_port())
+    send_actions(broker.port, action_msg("fw-7"))
+    assert app.read_line()["action_id"] == "fw-7"
+    for seq, progress in enumerate([20, 40, 50, 75, 90, 100], start=1):
+        app.send_raw(json.dumps({"stream": "action_status", "sequence": seq, "timestamp": 1700000000000 + seq,
+                                 "action_id": "fw-7", "state": "Completed", "progress": progress,
+                                 "errors": []}).encode() + b"\n")
+    got = wait_states(sub, "fw-7", ["Received"] + ["Completed"] * 6)
+    assert [s["progress"] for s in got] == [0, 20, 40, 50, 75, 90, 100]
+    app.status("fw-7", "Progress", 100, seq=7)
+    wait_for(lambda: action_counters(el)["late_statuses"] == 1, what="the late status to be counted")
+    c = action_counters(el)
+    assert (c["completed"], c["statuses"], c["in_flight"]) == (1, 6, 0)
+    assert len(statuses_for(sub, "fw-7")) == 7
+
+    # Completed without a progress also ends an action.
+    send_actions(broker.port, action_msg("fw-8"))
+    assert app.read_line()["action_id"] == "fw-8"
+    app.send({"stream": "action_status", "sequence": 8, "timestamp": 1700000000008, "action_id": "fw-8",
+              "state": "Completed"})
+    wait_states(sub, "fw-8", ["Received", "Completed"])
+    wait_for(lambda: action_counters(el)["in_flight"] == 0, what="fw-8 to end")
