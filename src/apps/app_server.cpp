@@ -71,18 +71,22 @@ class AppSession : public std::enable_shared_from_this<AppSession> {
     while (!in.empty() && app_) {
       LineFramer::Result r = framer_.next(in);
       in.remove_prefix(r.consumed);
-      if (r.status == LineFramer::Status::Line) {
-        handle_line(r.line, r.line_number);
-      } else if (r.status == LineFramer::Status::TooLong) {
-        ++app_->counters.lines;
-        report(AppError{AppErrorCode::LineTooLong, "",
-                        "line is longer than max_line_bytes (" + std::to_string(app_->config.max_line_bytes) +
-                            "); skipped up to its end"},
-               r.line_number);
-      } else {
-        break;
-      }
+      if (r.status == LineFramer::Status::NeedMore) break;
+      process_framed(r);
     }
+  }
+
+  // A Line or TooLong result of the framer.
+  void process_framed(const LineFramer::Result& r) {
+    if (r.status == LineFramer::Status::Line) {
+      handle_line(r.line, r.line_number);
+      return;
+    }
+    ++app_->counters.lines;
+    report(AppError{AppErrorCode::LineTooLong, "",
+                    "line is longer than max_line_bytes (" + std::to_string(app_->config.max_line_bytes) +
+                        "); skipped up to its end"},
+           r.line_number);
   }
 
   void handle_line(std::string_view line, uint64_t line_number) {
@@ -166,12 +170,17 @@ class AppSession : public std::enable_shared_from_this<AppSession> {
 
   void disconnected(asio::error_code ec) {
     AppServer::App& app = *app_;
-    if (ec == asio::error::eof)
+    if (ec == asio::error::eof) {
+      // An orderly end of stream completes the last line, as in uplink's line codec.
+      LineFramer::Result r = framer_.finish();
+      if (r.status != LineFramer::Status::NeedMore) process_framed(r);
       log::info(kLog, app.config.name, ": app disconnected");
-    else
+    } else {
       log::warn(kLog, app.config.name, ": app connection lost: ", ec.message());
-    if (framer_.buffered() > 0)
-      log::warn(kLog, app.config.name, ": ", framer_.buffered(), " bytes of an unterminated last line discarded");
+      // A reset may have cut the line anywhere: not a line the app finished.
+      if (framer_.buffered() > 0)
+        log::warn(kLog, app.config.name, ": ", framer_.buffered(), " bytes of an unterminated last line discarded");
+    }
     close();
     if (app.session.get() == this) app.session.reset();
   }

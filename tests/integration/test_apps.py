@@ -425,3 +425,34 @@ def test_error_reports_to_an_app_that_never_reads_are_capped(make_edgelink, sub)
     assert st["reports_dropped"] > 0
     assert el.proc.poll() is None
     s.close()
+
+
+def test_last_line_without_newline_is_processed_at_end_of_connection(make_edgelink, broker, sub):
+    """`printf '{...}' | nc host port`: a last line without '\\n' is processed when the app closes its side, as in
+    uplink's line codec (an action status from an updater script, and a data point); a tail longer than
+    max_line_bytes is rejected as LineTooLong, not processed."""
+    el = make_edgelink(streams=FAST, tcpapps={"app": app_config(actions=[{"name": "update_firmware", "timeout": 30}],
+                                                                max_line_bytes=200)})
+    wait_online(sub)
+    app = App(el.app_port())
+    publish(broker.port, TOPIC + "/actions", '{"action_id": "17", "name": "update_firmware", "payload": "{}"}')
+    assert app.read_line()["action_id"] == "17"
+    app.close()
+
+    def printf_nc(data):
+        with socket.create_connection(("127.0.0.1", el.app_port())) as s:
+            s.sendall(data)
+            s.shutdown(socket.SHUT_WR)  # what nc does at the end of its input
+            assert s.recv(1) == b""  # edgelink closes its side once it has read everything
+
+    printf_nc(b'{ "stream": "action_status", "sequence": 1, "timestamp": 1700000000001, "action_id": "17", '
+              b'"state": "Completed", "progress": 100, "errors": [] }')
+    printf_nc(point_line("imu", 1, label="first") + point_line("imu", 2, label="no newline")[:-1])
+    printf_nc(point_line("imu", 3, label="crlf")[:-1] + b"\r")
+    printf_nc(padded_line("imu", 4, 201))
+    wait_for(lambda: [s["state"] for s in sub.statuses()] == ["Received", "Completed"], what="Completed status")
+    wait_for(lambda: len(sub.points("imu")) == 3, what="three points")
+    assert sub.points("imu") == [expected(1, label="first"), expected(2, label="no newline"),
+                                 expected(3, label="crlf")]
+    st = wait_for(lambda: (lambda a: a if a["errors"] else None)(app_status(el)), what="the LineTooLong count")
+    assert st["errors"] == {"LineTooLong": 1} and st["points"] == 3 and st["statuses"] == 1
