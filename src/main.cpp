@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <cstring>
 #include <iostream>
+#include <string_view>
 #include <rapidjson/document.h>
 #include <toml++/toml.h>
 
@@ -86,11 +87,14 @@ void print_status(const std::string& json) {
     std::string errors;
     for (const auto& e : a["errors"].GetObject())
       errors += std::string(" ") + e.name.GetString() + "=" + std::to_string(e.value.GetUint64());
-    std::printf("app      %-16s %s:%lu  %-12s points %lu  statuses %lu  actions %lu  pending %lu%s%s\n",
+    const bool listening = std::string_view(s(a, "listener")) != "bind_failed";
+    std::printf("app      %-16s %s:%lu  %-12s points %lu  statuses %lu  actions %lu  pending %lu%s%s%s%s\n",
                 a["name"].GetString(), a["bind"].GetString(), u(a, "port"),
-                a["connected"].GetBool() ? "connected" : "waiting", u(a, "points"), u(a, "statuses"),
-                u(a, "actions_delivered"), u(a, "pending_actions"), errors.empty() ? "" : "  errors:",
-                errors.c_str());
+                !listening                 ? "bind_failed"
+                : a["connected"].GetBool() ? "connected"
+                                           : "waiting",
+                u(a, "points"), u(a, "statuses"), u(a, "actions_delivered"), u(a, "pending_actions"),
+                errors.empty() ? "" : "  errors:", errors.c_str(), listening ? "" : "  retrying: ", s(a, "last_error"));
   }
   for (const auto& st : d["streams"].GetArray())
     std::printf("stream   %-16s points %lu  batches %lu  open %lu\n", st["name"].GetString(), u(st, "points"),

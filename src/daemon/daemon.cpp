@@ -70,7 +70,7 @@ std::vector<std::string> Daemon::start() {
     open_spool();
     restore_actions();
   }
-  for (auto& e : app_server_.apply(config_.tcpapps)) errors.push_back(std::move(e));
+  app_server_.apply(config_.tcpapps);  // a port that cannot be bound yet is retried, not fatal
   if (errors.empty())
     for (auto& e : devices_.start()) errors.push_back(std::move(e));
   if (!errors.empty()) {
@@ -415,7 +415,7 @@ void Daemon::reload() {
   if (spool_ && next.spool.max_bytes != config_.spool.max_bytes) spool_->set_max_bytes(next.spool.max_bytes);
   batcher_.reconfigure(next);
   router_ = ActionRouter(next);
-  for (const auto& e : app_server_.apply(next.tcpapps)) log::error(kLog, e);
+  app_server_.apply(next.tcpapps);
   for (const auto& e : devices_.reload(next)) log::error(kLog, e);
   link_.set_extra_subscriptions(devices_.subscriptions());
   link_.reconfigure(next);

@@ -211,23 +211,6 @@ def test_run_with_invalid_config_exits_with_error(workdir, broker):
     assert not os.path.exists(os.path.join(cfg["persistence_path"], "edgelink.sock"))
 
 
-def test_app_port_in_use_fails_clearly(workdir, broker):
-    """If an app port is taken, `run` exits non-zero naming the app, address and reason, and leaves no status socket."""
-    squatter = socket.socket()
-    squatter.bind(("127.0.0.1", 0))
-    squatter.listen()
-    port = squatter.getsockname()[1]
-    try:
-        cfg = base_config(workdir, broker.port, tcpapps={"app": app_config(port)})
-        el = Edgelink(workdir, cfg)
-        assert el.run_expecting_failure() != 0
-    finally:
-        squatter.close()
-    log = el.log_text()
-    assert f"tcpapps.app: cannot listen on 127.0.0.1:{port}: Address already in use" in log, log
-    assert not os.path.exists(os.path.join(cfg["persistence_path"], "edgelink.sock"))
-
-
 def test_second_daemon_with_same_persistence_path_refuses(make_edgelink, workdir):
     """A second edgelink on the same persistence_path refuses to start and the first keeps running."""
     first = make_edgelink()
