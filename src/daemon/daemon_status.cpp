@@ -169,6 +169,7 @@ std::string Daemon::status_json() const {
   key_u64("timed_out", ac.timed_out);
   key_u64("late_statuses", ac.late_statuses);
   key_u64("restored", ac.restored);
+  key_u64("cancels_refused", ac.cancels_refused);
   w.EndObject();
 
   w.EndObject();
