@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <cstring>
 #include <iostream>
+#include <string_view>
 #include <rapidjson/document.h>
 #include <toml++/toml.h>
 
@@ -21,6 +22,7 @@ constexpr const char* kDefaultConfig = "/etc/edgelink/edgelink.toml";
 int run(const std::string& path) {
   edgelink::LoadResult r = edgelink::load_config_file(path);
   for (const auto& issue : r.unknown_keys) edgelink::log::warn("config", issue.to_string(), " (ignored)");
+  for (const auto& issue : r.warnings) edgelink::log::warn("config", issue.to_string());
   if (!r.config) {
     for (const auto& issue : r.errors) std::cerr << issue.to_string() << "\n";
     std::cerr << "edgelink: " << r.errors.size() << " error(s) in " << path << "; not started\n";
@@ -42,13 +44,16 @@ int check(const std::string& path) {
   edgelink::LoadResult r = edgelink::load_config_file(path);
   for (const auto& issue : r.errors) std::cerr << issue.to_string() << "\n";
   for (const auto& issue : r.unknown_keys) std::cerr << issue.to_string() << "\n";
+  // Warnings (uplink keys edgelink reads differently or ignores) do not fail the check.
+  for (const auto& issue : r.warnings) std::cerr << issue.to_string() << "\n";
   size_t problems = r.errors.size() + r.unknown_keys.size();
   if (r.config) std::cout << edgelink::to_toml(*r.config);
+  const std::string warnings = r.warnings.empty() ? "" : " (" + std::to_string(r.warnings.size()) + " warning(s))";
   if (problems) {
-    std::cerr << path << ": " << problems << " error(s)\n";
+    std::cerr << path << ": " << problems << " error(s)" << warnings << "\n";
     return 1;
   }
-  std::cerr << path << ": OK\n";
+  std::cerr << path << ": OK" << warnings << "\n";
   return 0;
 }
 
@@ -82,11 +87,14 @@ void print_status(const std::string& json) {
     std::string errors;
     for (const auto& e : a["errors"].GetObject())
       errors += std::string(" ") + e.name.GetString() + "=" + std::to_string(e.value.GetUint64());
-    std::printf("app      %-16s %s:%lu  %-12s points %lu  statuses %lu  actions %lu  pending %lu%s%s\n",
+    const bool listening = std::string_view(s(a, "listener")) != "bind_failed";
+    std::printf("app      %-16s %s:%lu  %-12s points %lu  statuses %lu  actions %lu  pending %lu%s%s%s%s\n",
                 a["name"].GetString(), a["bind"].GetString(), u(a, "port"),
-                a["connected"].GetBool() ? "connected" : "waiting", u(a, "points"), u(a, "statuses"),
-                u(a, "actions_delivered"), u(a, "pending_actions"), errors.empty() ? "" : "  errors:",
-                errors.c_str());
+                !listening                 ? "bind_failed"
+                : a["connected"].GetBool() ? "connected"
+                                           : "waiting",
+                u(a, "points"), u(a, "statuses"), u(a, "actions_delivered"), u(a, "pending_actions"),
+                errors.empty() ? "" : "  errors:", errors.c_str(), listening ? "" : "  retrying: ", s(a, "last_error"));
   }
   for (const auto& st : d["streams"].GetArray())
     std::printf("stream   %-16s points %lu  batches %lu  open %lu\n", st["name"].GetString(), u(st, "points"),

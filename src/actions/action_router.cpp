@@ -111,6 +111,25 @@ std::string status_payload(uint32_t sequence, uint64_t timestamp_ms, std::string
   return std::string(buf.GetString(), buf.GetSize());
 }
 
+std::variant<CancelRoute, std::string> route_cancel(const CloudAction& cancel, const ActionTracker& tracker) {
+  rapidjson::Document doc;
+  doc.Parse(cancel.payload.data(), cancel.payload.size());
+  std::string target;
+  if (doc.HasParseError() || !doc.IsObject())
+    return std::string(
+        "Invalid cancel_action: payload must be a JSON object like {\"action_id\": \"842\", "
+        "\"name\": \"update_firmware\"}");
+  auto id_it = doc.FindMember("action_id");
+  if (id_it == doc.MemberEnd() || !read_id(id_it->value, target))
+    return std::string("Invalid cancel_action: payload has no action_id naming the action to cancel");
+  const TrackedAction* running = tracker.find(target);
+  if (!running)
+    return "Cannot cancel action " + target + ": it is not in flight (it finished, timed out or never arrived)";
+  // The payload's "name" is not checked: uplink accepts a cancellation naming the action
+  // before a redirection, so the id alone identifies the target.
+  return CancelRoute{running->app, target, running->deadline + kCancelGrace};
+}
+
 ActionRouter::ActionRouter(const Config& config) {
   for (const auto& [app_name, app] : config.tcpapps)
     for (const auto& action : app.actions) routes_[action.name] = Route{app_name, action.timeout};

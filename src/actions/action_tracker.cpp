@@ -52,6 +52,27 @@ std::vector<TrackedAction> ActionTracker::expire(TimePoint now) {
   return out;
 }
 
+const TrackedAction* ActionTracker::find(const std::string& id) const {
+  auto it = active_.find(id);
+  return it == active_.end() ? nullptr : &it->second;
+}
+
+std::vector<TrackedAction> ActionTracker::take_cancellations(const std::string& target) {
+  std::vector<TrackedAction> out;
+  if (target.empty()) return out;  // "" is what every other action has in `cancels`
+  for (auto it = active_.begin(); it != active_.end();) {
+    if (it->second.cancels != target) {
+      ++it;
+      continue;
+    }
+    deadlines_.erase({it->second.deadline, it->first});
+    finish(it->first);
+    out.push_back(std::move(it->second));
+    it = active_.erase(it);
+  }
+  return out;
+}
+
 std::vector<TrackedAction> ActionTracker::active() const {
   std::vector<TrackedAction> out;
   out.reserve(active_.size());

@@ -188,6 +188,7 @@ AppMessage parse_action_status(std::string_view line, uint32_t sequence, uint64_
       return error(AppErrorCode::BadField, "progress", "'progress' must be a number from 0 to 100");
     }
     status.progress = static_cast<int>(std::lround(v));
+    status.has_progress = true;
   }
 
   const auto errors_it = doc.FindMember("errors");

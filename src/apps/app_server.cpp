@@ -71,18 +71,22 @@ class AppSession : public std::enable_shared_from_this<AppSession> {
     while (!in.empty() && app_) {
       LineFramer::Result r = framer_.next(in);
       in.remove_prefix(r.consumed);
-      if (r.status == LineFramer::Status::Line) {
-        handle_line(r.line, r.line_number);
-      } else if (r.status == LineFramer::Status::TooLong) {
-        ++app_->counters.lines;
-        report(AppError{AppErrorCode::LineTooLong, "",
-                        "line is longer than max_line_bytes (" + std::to_string(app_->config.max_line_bytes) +
-                            "); skipped up to its end"},
-               r.line_number);
-      } else {
-        break;
-      }
+      if (r.status == LineFramer::Status::NeedMore) break;
+      process_framed(r);
     }
+  }
+
+  // A Line or TooLong result of the framer.
+  void process_framed(const LineFramer::Result& r) {
+    if (r.status == LineFramer::Status::Line) {
+      handle_line(r.line, r.line_number);
+      return;
+    }
+    ++app_->counters.lines;
+    report(AppError{AppErrorCode::LineTooLong, "",
+                    "line is longer than max_line_bytes (" + std::to_string(app_->config.max_line_bytes) +
+                        "); skipped up to its end"},
+           r.line_number);
   }
 
   void handle_line(std::string_view line, uint64_t line_number) {
@@ -166,12 +170,17 @@ class AppSession : public std::enable_shared_from_this<AppSession> {
 
   void disconnected(asio::error_code ec) {
     AppServer::App& app = *app_;
-    if (ec == asio::error::eof)
+    if (ec == asio::error::eof) {
+      // An orderly end of stream completes the last line, as in uplink's line codec.
+      LineFramer::Result r = framer_.finish();
+      if (r.status != LineFramer::Status::NeedMore) process_framed(r);
       log::info(kLog, app.config.name, ": app disconnected");
-    else
+    } else {
       log::warn(kLog, app.config.name, ": app connection lost: ", ec.message());
-    if (framer_.buffered() > 0)
-      log::warn(kLog, app.config.name, ": ", framer_.buffered(), " bytes of an unterminated last line discarded");
+      // A reset may have cut the line anywhere: not a line the app finished.
+      if (framer_.buffered() > 0)
+        log::warn(kLog, app.config.name, ": ", framer_.buffered(), " bytes of an unterminated last line discarded");
+    }
     close();
     if (app.session.get() == this) app.session.reset();
   }
@@ -188,11 +197,12 @@ class AppSession : public std::enable_shared_from_this<AppSession> {
   size_t write_bytes_ = 0;
 };
 
-AppServer::AppServer(asio::io_context& io, AppSink& sink) : io_(io), sink_(sink) {}
+AppServer::AppServer(asio::io_context& io, AppSink& sink, std::chrono::milliseconds bind_retry)
+    : io_(io), sink_(sink), bind_retry_(bind_retry) {}
 
 AppServer::~AppServer() { close(); }
 
-std::string AppServer::open(App& app) {
+void AppServer::open(App& app) {
   asio::error_code ec;
   auto address = asio::ip::make_address(app.config.bind, ec);
   asio::ip::tcp::endpoint endpoint(address, app.config.port);
@@ -201,13 +211,34 @@ std::string AppServer::open(App& app) {
   if (!ec) acceptor->set_option(asio::ip::tcp::acceptor::reuse_address(true), ec);
   if (!ec) acceptor->bind(endpoint, ec);
   if (!ec) acceptor->listen(asio::socket_base::max_listen_connections, ec);
-  if (ec)
-    return "tcpapps." + app.config.name + ": cannot listen on " + app.config.bind + ":" +
-           std::to_string(app.config.port) + ": " + ec.message();
+  const std::string where = app.config.bind + ":" + std::to_string(app.config.port);
+  if (ec) {
+    ++app.counters.bind_failures;
+    std::string error = "cannot listen on " + where + ": " + ec.message();
+    // Said once per reason, not at every retry.
+    if (error != app.bind_error)
+      log::error(kLog, "tcpapps.", app.config.name, ": ", error, "; trying again every ", bind_retry_.count(),
+                 " ms, the other apps run meanwhile");
+    app.bind_error = std::move(error);
+    if (!app.bind_timer) app.bind_timer = std::make_unique<asio::steady_timer>(io_);
+    app.bind_timer->expires_after(bind_retry_);
+    // Found again by name: a reload may have removed the app while this wait completed.
+    app.bind_timer->async_wait([this, name = app.config.name, timer = app.bind_timer.get()](asio::error_code wait_ec) {
+      if (wait_ec) return;  // cancelled: the app was removed, re-bound or the server closed
+      auto it = apps_.find(name);
+      if (it == apps_.end() || it->second->bind_timer.get() != timer || it->second->acceptor) return;
+      open(*it->second);
+    });
+    return;
+  }
   app.acceptor = std::move(acceptor);
-  log::info(kLog, app.config.name, ": listening on ", app.config.bind, ":", app.config.port);
+  if (app.bind_error.empty())
+    log::info(kLog, app.config.name, ": listening on ", where);
+  else
+    log::info(kLog, app.config.name, ": listening on ", where, " after ", app.counters.bind_failures,
+              " failed attempts");
+  app.bind_error.clear();
   accept(app);
-  return {};
 }
 
 void AppServer::accept(App& app) {
@@ -234,8 +265,7 @@ void AppServer::accept(App& app) {
   });
 }
 
-std::vector<std::string> AppServer::apply(const std::map<std::string, AppConfig>& configs) {
-  std::vector<std::string> errors;
+void AppServer::apply(const std::map<std::string, AppConfig>& configs) {
   for (auto it = apps_.begin(); it != apps_.end();) {
     if (configs.count(it->first)) {
       ++it;
@@ -247,16 +277,19 @@ std::vector<std::string> AppServer::apply(const std::map<std::string, AppConfig>
   }
   for (const auto& [name, config] : configs) {
     auto& slot = apps_[name];
-    bool rebind = !slot || !slot->acceptor || slot->config.bind != config.bind || slot->config.port != config.port;
+    // An app still waiting for its port keeps its retry unless the address changed.
+    bool rebind = !slot || (!slot->acceptor && slot->bind_error.empty()) || slot->config.bind != config.bind ||
+                  slot->config.port != config.port;
     if (!slot) slot = std::make_unique<App>();
     slot->config = config;
     if (slot->session) slot->session->set_max_line_bytes(config.max_line_bytes);
     if (rebind) {
       slot->acceptor.reset();
-      if (auto error = open(*slot); !error.empty()) errors.push_back(error);
+      if (slot->bind_timer) slot->bind_timer->cancel();
+      slot->bind_error.clear();
+      open(*slot);
     }
   }
-  return errors;
 }
 
 void AppServer::drain(App& app) {
@@ -293,6 +326,7 @@ void AppServer::resume() {
 void AppServer::close() {
   for (auto& [name, app] : apps_) {
     app->acceptor.reset();
+    if (app->bind_timer) app->bind_timer->cancel();
     if (app->session) app->session->close();
     app->session.reset();
   }
@@ -302,8 +336,9 @@ std::vector<AppServer::AppInfo> AppServer::apps() const {
   std::vector<AppInfo> out;
   for (const auto& [name, app] : apps_) {
     asio::error_code ec;
-    uint16_t port = app->acceptor ? app->acceptor->local_endpoint(ec).port() : 0;
-    out.push_back({name, app->config.bind, port, app->session != nullptr, app->pending.size(), app->counters});
+    uint16_t port = app->acceptor ? app->acceptor->local_endpoint(ec).port() : app->config.port;
+    out.push_back({name, app->config.bind, port, app->acceptor != nullptr, app->bind_error, app->session != nullptr,
+                   app->pending.size(), app->counters});
   }
   return out;
 }

@@ -21,6 +21,20 @@ const char* find_newline(std::string_view s) {
 
 }  // namespace
 
+LineFramer::Result LineFramer::finish() {
+  discarding_ = false;  // an overlong last line was reported when it passed the limit
+  if (partial_.empty()) return {Status::NeedMore, {}, 0, lines_};
+  ++lines_;
+  if (partial_.back() == '\r') partial_.pop_back();
+  if (partial_.size() > max_line_bytes_) {
+    partial_.clear();
+    return {Status::TooLong, {}, 0, lines_};
+  }
+  line_.swap(partial_);
+  partial_.clear();
+  return {Status::Line, line_, 0, lines_};
+}
+
 LineFramer::Result LineFramer::next(std::string_view input) {
   size_t off = 0;
   if (discarding_) {

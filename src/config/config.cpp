@@ -47,6 +47,50 @@ struct ValueSite {
   const toml::node* node = nullptr;
 };
 
+// Top-level keys and sections of uplink's config.toml that configure uplink features
+// edgelink does not have. A pasted uplink file names them; they are reported as what
+// they are, not as typos.
+struct UplinkFeature {
+  const char* key;
+  const char* feature;
+};
+constexpr UplinkFeature kUplinkFeatures[] = {
+    {"action_redirections", "action redirections"},
+    {"clickhouse", "ClickHouse query log collector"},
+    {"console", "HTTP console"},
+    {"default_buf_size", "per-stream memory buffers"},
+    {"default_persistence", "per-stream persistence files"},
+    {"device_shadow", "device shadow"},
+    {"downloader", "file downloader"},
+    {"enable_remote_shell", "remote shell"},
+    {"enable_stdin_collector", "stdin collector"},
+    {"ignore_actions_if_no_clients", "dropping actions while no app is connected"},
+    {"log_reader", "log file reader"},
+    {"logging", "journald/logcat collector"},
+    {"mqtt_metrics", "metrics streams"},
+    {"ota_installer", "OTA installer"},
+    {"precondition_checks", "precondition checks"},
+    {"processes", "process actions"},
+    {"prometheus", "Prometheus collector"},
+    {"script_runner", "script runner"},
+    {"serializer_metrics", "metrics streams"},
+    {"simulator", "simulator"},
+    {"stream_metrics", "metrics streams"},
+    {"system_stats", "system stats"},
+    {"wait_for_disk", "waiting for the disk at start-up"},
+};
+
+const char* uplink_feature(std::string_view key) {
+  for (const auto& f : kUplinkFeatures)
+    if (key == f.key) return f.feature;
+  return nullptr;
+}
+
+// Keys uplink allows under [streams.action_status] that the built-in stream has no use
+// for: each status is published on its own, at once, ahead of every data batch, and goes
+// through the one disk spool like any batch.
+constexpr const char* kUplinkActionStatusKeys[] = {"batch_size", "flush_period", "priority", "persistence"};
+
 bool before(const ValueSite& a, const ValueSite& b) { return a.node->source().begin < b.node->source().begin; }
 
 struct ActionSite {
@@ -63,6 +107,8 @@ class Loader : public ValueReader {
 
  private:
   void load_broker(const toml::table& t, BrokerConfig& b);
+  bool load_broker_limit(const std::string& key, const toml::node& v, const std::string& path, BrokerConfig& b);
+  void load_uplink_mqtt(const toml::table& t, const toml::table& root, BrokerConfig& b);
   void load_tls(const toml::table& t, TlsConfig& tls);
   void load_apps(const toml::table& t, std::map<std::string, AppConfig>& apps);
   void load_actions(const toml::node& n, const std::string& path, AppConfig& app);
@@ -112,8 +158,12 @@ void Loader::load(const toml::table& root, Config& c) {
       assign(c.max_stream_count, int_as<size_t>(v, key, 1, kInt64Max));
     } else if (key == "shutdown_timeout") {
       assign(c.shutdown_timeout, duration_value(v, key, true));
+    } else if (key == "prioritize_live_data") {
+      assign(c.prioritize_live_data, bool_value(v, key));
     } else if (key == "broker") {
       if (const auto* t = table_value(v, key)) load_broker(*t, c.broker);
+    } else if (key == "mqtt") {
+      if (const auto* t = table_value(v, key)) load_uplink_mqtt(*t, root, c.broker);
     } else if (key == "tcpapps") {
       if (const auto* t = table_value(v, key)) load_apps(*t, c.tcpapps);
     } else if (key == "streams") {
@@ -126,6 +176,9 @@ void Loader::load(const toml::table& root, Config& c) {
       if (const auto* t = table_value(v, key)) load_spool(*t, c.spool);
     } else if (key == "log") {
       if (const auto* t = table_value(v, key)) load_log(*t, c.log);
+    } else if (const char* feature = uplink_feature(key)) {
+      warn(k, key + ": uplink feature not supported by edgelink (" + feature + "); " +
+                  (v.is_table() ? "section" : "key") + " ignored");
     } else {
       unknown(k, "at top level");
     }
@@ -420,6 +473,7 @@ void Loader::load_broker(const toml::table& t, BrokerConfig& b) {
   for (auto&& [k, v] : t) {
     const std::string key(k.str());
     const std::string path = "broker." + key;
+    if (load_broker_limit(key, v, path, b)) continue;
     if (key == "host") {
       assign(b.host, string_value(v, path));
     } else if (key == "port") {
@@ -432,11 +486,6 @@ void Loader::load_broker(const toml::table& t, BrokerConfig& b) {
       assign(b.password, string_value(v, path, true));
     } else if (key == "password_file") {
       assign(b.password_file, string_value(v, path));
-    } else if (key == "keep_alive") {
-      // MQTT carries keep alive as a 16-bit number of seconds; 0 disables it.
-      assign(b.keep_alive, int_as<int>(v, path, 0, 65535));
-    } else if (key == "max_inflight") {
-      assign(b.max_inflight, int_as<int>(v, path, 1, 65535));
     } else if (key == "reconnect_min") {
       assign(b.reconnect_min, duration_value(v, path));
     } else if (key == "reconnect_max") {
@@ -478,6 +527,41 @@ void Loader::load_broker(const toml::table& t, BrokerConfig& b) {
     error(*at, "broker.reconnect_min: must be <= broker.reconnect_max (" +
                    std::to_string(b.reconnect_min.count()) + " ms > " +
                    std::to_string(b.reconnect_max.count()) + " ms)");
+  }
+}
+
+// The [broker] keys that uplink's [mqtt] section also has. False for any other key.
+bool Loader::load_broker_limit(const std::string& key, const toml::node& v, const std::string& path, BrokerConfig& b) {
+  if (key == "keep_alive") {
+    // MQTT carries keep alive as a 16-bit number of seconds; 0 disables it.
+    assign(b.keep_alive, int_as<int>(v, path, 0, 65535));
+  } else if (key == "max_inflight") {
+    assign(b.max_inflight, int_as<int>(v, path, 1, 65535));
+  } else {
+    return false;
+  }
+  return true;
+}
+
+// uplink's [mqtt]: its max_inflight and keep_alive mean what [broker]'s do; the rest are
+// limits of uplink's own MQTT client.
+void Loader::load_uplink_mqtt(const toml::table& t, const toml::table& root, BrokerConfig& b) {
+  const toml::table* broker = root["broker"].as_table();
+  for (auto&& [k, v] : t) {
+    const std::string key(k.str());
+    const std::string path = "mqtt." + key_part(key);
+    if (key == "max_inflight" || key == "keep_alive") {
+      if (broker && broker->contains(key)) {
+        error(k.source(), path + ": broker." + key + " is set as well; keep one of them (edgelink reads [broker])");
+        continue;
+      }
+      warn(k, path + ": uplink's name for broker." + key + "; read as broker." + key);
+      load_broker_limit(key, v, path, b);
+    } else if (key == "max_packet_size" || key == "network_timeout") {
+      warn(k, path + ": uplink key ignored (edgelink's MQTT client sets its own limits)");
+    } else {
+      unknown(k, "in [mqtt]");
+    }
   }
 }
 
@@ -587,6 +671,10 @@ void Loader::load_streams(const toml::table& t, Config& c) {
         const std::string key(sk.str());
         if (key == "topic") {
           assign(c.streams[name].topic, topic_value(sv, path + ".topic", true, false));
+        } else if (std::find(std::begin(kUplinkActionStatusKeys), std::end(kUplinkActionStatusKeys), key) !=
+                   std::end(kUplinkActionStatusKeys)) {
+          warn(sk, path + "." + key + ": uplink key ignored (edgelink publishes each action status at once, " +
+                       "ahead of all data, and spools it like any batch)");
         } else {
           error(sk.source(), path + "." + key_part(key) +
                                  ": cannot be set; the built-in action_status stream takes only 'topic'");
@@ -604,6 +692,9 @@ void Loader::load_streams(const toml::table& t, Config& c) {
     StreamConfig s = c.default_stream;
     s.name = name;
     load_stream(*st, path, s);
+    // uplink's rule: only the default topic of a compressed stream gets "/lz4"; a
+    // configured topic (uplink's examples spell out ".../jsonarray/lz4") is used as written.
+    if (s.compression == Compression::Lz4 && !st->contains("topic")) s.topic += "/lz4";
     c.streams[name] = std::move(s);
   }
 }
@@ -623,6 +714,9 @@ void Loader::load_stream(const toml::table& t, const std::string& path, StreamCo
                                                               {"Disabled", Compression::Disabled}}));
     } else if (key == "priority") {
       assign(s.priority, int_as<int>(v, kpath, 0, 255));
+    } else if (key == "persistence") {
+      warn(k, kpath + ": uplink key ignored (edgelink keeps unsent batches of every stream in its one disk spool, " +
+                  "see [spool])");
     } else {
       unknown(k, "in [" + path + "]");
     }
@@ -688,6 +782,7 @@ LoadResult load_config_string(std::string_view text, const std::string& source_n
   // Messages come out in file order although tables are walked in key order.
   std::stable_sort(result.errors.begin(), result.errors.end(), issue_before);
   std::stable_sort(result.unknown_keys.begin(), result.unknown_keys.end(), issue_before);
+  std::stable_sort(result.warnings.begin(), result.warnings.end(), issue_before);
   if (result.errors.empty()) result.config = std::move(config);
   return result;
 }

@@ -88,6 +88,7 @@ std::string to_toml(const Config& c) {
   o << "presence_topic = " << str(c.presence_topic) << "\n";
   o << "max_stream_count = " << c.max_stream_count << "\n";
   o << "shutdown_timeout = " << seconds(c.shutdown_timeout) << "\n";
+  o << "prioritize_live_data = " << (c.prioritize_live_data ? "true" : "false") << "\n";
 
   const BrokerConfig& b = c.broker;
   o << "\n[broker]\n";

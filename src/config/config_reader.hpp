@@ -69,6 +69,10 @@ class ValueReader {
     result_.unknown_keys.push_back({file_, static_cast<int>(pos.line), static_cast<int>(pos.column),
                                     "unknown key '" + std::string(key.str()) + "' " + where});
   }
+  void warn(const toml::key& key, std::string message) {
+    const auto& pos = key.source().begin;
+    result_.warnings.push_back({file_, static_cast<int>(pos.line), static_cast<int>(pos.column), std::move(message)});
+  }
   void missing(const toml::node& table, const std::string& path) {
     error(table, path + ": required key is missing");
   }

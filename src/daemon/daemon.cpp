@@ -70,7 +70,7 @@ std::vector<std::string> Daemon::start() {
     open_spool();
     restore_actions();
   }
-  for (auto& e : app_server_.apply(config_.tcpapps)) errors.push_back(std::move(e));
+  app_server_.apply(config_.tcpapps);  // a port that cannot be bound yet is retried, not fatal
   if (errors.empty())
     for (auto& e : devices_.start()) errors.push_back(std::move(e));
   if (!errors.empty()) {
@@ -179,7 +179,7 @@ void Daemon::restore_actions() {
   const uint64_t wall = wall_ms();
   for (const PersistedAction& a : parsed.actions) {
     auto left = std::chrono::milliseconds(a.deadline_ms > wall ? a.deadline_ms - wall : 0);
-    tracker_.add(TrackedAction{a.id, a.name, a.app, now + left});
+    tracker_.add(TrackedAction{a.id, a.name, a.app, now + left, {}});
     log::info(kLog, "action ", a.id, " (", a.name, ") for ", a.app, " still in flight; deadline in ", left.count(),
               " ms");
   }
@@ -279,21 +279,53 @@ void Daemon::on_action_message(const std::string& payload) {
     log::info(kLog, "action ", action.id, " is already in flight; redelivery ignored");
     return;
   }
-  const ActionRouter::Route* route = router_.route(action.name);
-  if (!route) {
+  TrackedAction tracked{action.id, action.name, "", {}, ""};
+  if (action.name == kCancelActionName) {
+    auto routed = route_cancel(action, tracker_);
+    if (auto* why = std::get_if<std::string>(&routed)) {
+      ++action_counters_.cancels_refused;
+      log::warn(kLog, "action ", action.id, ": ", *why);
+      emit_status(action.id, "Failed", 0, {*why});
+      return;
+    }
+    auto& cancel = std::get<CancelRoute>(routed);
+    tracked.app = std::move(cancel.app);
+    tracked.deadline = cancel.deadline;
+    tracked.cancels = std::move(cancel.target);
+  } else if (const ActionRouter::Route* route = router_.route(action.name)) {
+    tracked.app = route->app;
+    tracked.deadline = SteadyClock::now() + route->timeout;
+  } else {
     ++action_counters_.unknown_name;
     log::warn(kLog, "action ", action.id, ": no app handles '", action.name, "'");
     emit_status(action.id, "Failed", 0, {"edgelink isn't configured to handle actions of type " + action.name});
     return;
   }
   ++action_counters_.received;
-  tracker_.add(TrackedAction{action.id, action.name, route->app, SteadyClock::now() + route->timeout});
-  action_timer_.arm(tracker_.next_deadline());
-  log::info(kLog, "action ", action.id, " (", action.name, ") -> ", route->app);
+  log::info(kLog, "action ", action.id, " (", action.name, tracked.cancels.empty() ? "" : " of ", tracked.cancels,
+            ") -> ", tracked.app);
   // "Received" and the delivery wait until the action is on disk: once the cloud has
   // seen Received, a restart still knows the action and its deadline.
-  unsaved_dispatches_.push_back({action.id, route->app, action_line(action)});
+  unsaved_dispatches_.push_back({action.id, tracked.app, action_line(action)});
+  tracker_.add(std::move(tracked));
+  action_timer_.arm(tracker_.next_deadline());
   actions_changed();
+}
+
+void Daemon::end_cancellations(const std::string& target, bool target_completed) {
+  // uplink's outcome for a cancel_action its app did not answer before the target ended:
+  // the target failed (or timed out), so it was stopped; or it completed, so it was not.
+  auto ended = tracker_.take_cancellations(target);
+  for (const TrackedAction& c : ended) {
+    if (target_completed) {
+      ++action_counters_.failed;
+      emit_status(c.id, "Failed", 100, {"Cancellation failed: action " + target + " completed"});
+    } else {
+      ++action_counters_.completed;
+      emit_status(c.id, "Completed", 100, {});
+    }
+  }
+  if (!ended.empty()) actions_changed();
 }
 
 void Daemon::expire_actions() {
@@ -304,6 +336,7 @@ void Daemon::expire_actions() {
     log::warn(kLog, "action ", a.id, " (", a.name, ") timed out");
     app_server_.cancel_action(a.app, a.id);
     emit_status(a.id, "Failed", 100, {"Action timed out"});
+    end_cancellations(a.id, false);
   }
   action_timer_.arm(tracker_.next_deadline());
 }
@@ -322,6 +355,7 @@ void Daemon::on_status(const std::string& app, ActionStatus&& status) {
     actions_changed();
   }
   emit_status(status.action_id, status.state, status.progress, status.errors, status.timestamp);
+  if (terminal) end_cancellations(status.action_id, status.state == "Completed");
 }
 
 void Daemon::shutdown() {
@@ -390,6 +424,7 @@ void Daemon::reload() {
   log::info(kLog, "reloading ", config_.source);
   LoadResult r = load_config_file(config_.source);
   for (const auto& issue : r.unknown_keys) log::warn("config", issue.to_string());
+  for (const auto& issue : r.warnings) log::warn("config", issue.to_string());
   if (!r.config) {
     for (const auto& issue : r.errors) log::error("config", issue.to_string());
     log::error(kLog, "the new configuration is invalid; keeping the current one");
@@ -414,7 +449,7 @@ void Daemon::reload() {
   if (spool_ && next.spool.max_bytes != config_.spool.max_bytes) spool_->set_max_bytes(next.spool.max_bytes);
   batcher_.reconfigure(next);
   router_ = ActionRouter(next);
-  for (const auto& e : app_server_.apply(next.tcpapps)) log::error(kLog, e);
+  app_server_.apply(next.tcpapps);
   for (const auto& e : devices_.reload(next)) log::error(kLog, e);
   link_.set_extra_subscriptions(devices_.subscriptions());
   link_.reconfigure(next);

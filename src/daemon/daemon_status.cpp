@@ -112,6 +112,9 @@ std::string Daemon::status_json() const {
     key_str("name", app.name);
     key_str("bind", app.bind);
     key_u64("port", app.port);
+    // "bind_failed": the port could not be bound (yet); retried, last_error says why.
+    key_str("listener", app.listening ? "listening" : "bind_failed");
+    key_str("last_error", app.bind_error);
     w.Key("connected");
     w.Bool(app.connected);
     key_u64("pending_actions", app.pending_actions);
@@ -124,6 +127,7 @@ std::string Daemon::status_json() const {
     key_u64("actions_delivered", c.actions_delivered);
     key_u64("pauses", c.pauses);
     key_u64("reports_dropped", c.reports_dropped);
+    key_u64("bind_failures", c.bind_failures);
     w.Key("errors");
     w.StartObject();
     for (size_t i = 0; i < c.errors.size(); ++i)
@@ -165,6 +169,7 @@ std::string Daemon::status_json() const {
   key_u64("timed_out", ac.timed_out);
   key_u64("late_statuses", ac.late_statuses);
   key_u64("restored", ac.restored);
+  key_u64("cancels_refused", ac.cancels_refused);
   w.EndObject();
 
   w.EndObject();

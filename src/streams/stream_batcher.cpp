@@ -16,8 +16,9 @@ void StreamBatcher::configure(Stream& stream, const StreamConfig& config, bool c
   stream.config = config;
   stream.config.name = name;
   stream.configured = configured;
+  // The loader already put "/lz4" on a compressed stream's default topic; a configured
+  // topic is used as written (uplink).
   stream.topic = expand_topic(config.topic, identity_, name);
-  if (config.compression == Compression::Lz4) stream.topic += "/lz4";
 }
 
 void StreamBatcher::reconfigure(const Config& config) {

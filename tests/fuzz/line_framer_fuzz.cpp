@@ -71,5 +71,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   edgelink::LineFramer c(max);
   for (size_t i = 0; i < input.size(); ++i) run(c, input.substr(i, 1), max, bytewise);
   check(whole == bytewise);
+
+  // End of stream: the unterminated tail is one more line (or TooLong), the same for
+  // every way the input was split, and then the framer is empty.
+  const auto tail_a = a.finish(), tail_b = b.finish();
+  check(tail_a.status == tail_b.status && tail_a.line == tail_b.line && tail_a.line_number == tail_b.line_number);
+  if (tail_a.status == edgelink::LineFramer::Status::Line) check(tail_a.line.size() <= max);
+  check(a.buffered() == 0 && a.finish().status == edgelink::LineFramer::Status::NeedMore);
   return 0;
 }

@@ -444,3 +444,108 @@ def test_in_flight_action_whose_deadline_passed_while_down_fails_at_start(make_e
     app.status("late-1", "Completed", progress=100)
     wait_for(lambda: action_counters(el)["late_statuses"] == 1, what="the late status to be dropped")
     assert states_of(sub, "late-1") == ["Received", "Failed"]
+
+
+def test_completed_below_100_is_progress_as_uplinks_rootfs_updater_sends_it(make_edgelink, broker, sub):
+    """uplink's rootfs updater reports "Completed" at 20, 40, 50, 75 and 90 before its final 100: all are forwarded;
+    only Completed at 100 ends the action, so a later status is late."""
+    el = make_edgelink()
+    wait_online(sub)
+    app = App(el.app_port())
+    send_actions(broker.port, action_msg("fw-7"))
+    assert app.read_line()["action_id"] == "fw-7"
+    for seq, progress in enumerate([20, 40, 50, 75, 90, 100], start=1):
+        app.send_raw(json.dumps({"stream": "action_status", "sequence": seq, "timestamp": 1700000000000 + seq,
+                                 "action_id": "fw-7", "state": "Completed", "progress": progress,
+                                 "errors": []}).encode() + b"\n")
+    got = wait_states(sub, "fw-7", ["Received"] + ["Completed"] * 6)
+    assert [s["progress"] for s in got] == [0, 20, 40, 50, 75, 90, 100]
+    app.status("fw-7", "Progress", 100, seq=7)
+    wait_for(lambda: action_counters(el)["late_statuses"] == 1, what="the late status to be counted")
+    c = action_counters(el)
+    assert (c["completed"], c["statuses"], c["in_flight"]) == (1, 6, 0)
+    assert len(statuses_for(sub, "fw-7")) == 7
+
+    # Completed without a progress also ends an action.
+    send_actions(broker.port, action_msg("fw-8"))
+    assert app.read_line()["action_id"] == "fw-8"
+    app.send({"stream": "action_status", "sequence": 8, "timestamp": 1700000000008, "action_id": "fw-8",
+              "state": "Completed"})
+    wait_states(sub, "fw-8", ["Received", "Completed"])
+    wait_for(lambda: action_counters(el)["in_flight"] == 0, what="fw-8 to end")
+
+
+def cancel_msg(cancel_id, target_id, target_name="reboot"):
+    """uplink's built-in cancel_action: its payload names the action to cancel."""
+    return action_msg(cancel_id, "cancel_action", json.dumps({"action_id": target_id, "name": target_name}))
+
+
+def test_cancel_action_goes_to_the_app_running_its_target(make_edgelink, broker, sub):
+    """cancel_action reaches (unchanged) the app that runs the target, not the others; the app's answers for the
+    cancel_action are forwarded. Unanswered, it ends with its target: Completed when the target fails, Failed when
+    the target completes."""
+    el = make_edgelink(tcpapps={
+        "app": app_with(timeout=30),
+        "fw": {"port": free_port(), "actions": [{"name": "update_firmware", "timeout": 30}]},
+    })
+    wait_online(sub)
+    app, fw = App(el.app_port("app")), App(el.app_port("fw"))
+    wait_for(lambda: all(a["connected"] for a in el.status()["apps"]), what="both apps connected")
+
+    send_actions(broker.port, json.dumps({"action_id": "u1", "name": "update_firmware", "payload": "{}"}))
+    assert fw.read_line()["action_id"] == "u1"
+    send_actions(broker.port, cancel_msg("c1", "u1", "update_firmware"))
+    assert fw.read_line() == {"action_id": "c1", "name": "cancel_action",
+                              "payload": json.dumps({"action_id": "u1", "name": "update_firmware"})}
+    assert app.read_line(timeout=0.3) is None, "only the app running u1 gets its cancellation"
+    wait_states(sub, "c1", ["Received"])
+    fw.status("u1", "Failed", 40, errors=["Cancelled"])  # the app stopped the update; it does not answer c1
+    wait_states(sub, "u1", ["Received", "Failed"])
+    got = wait_states(sub, "c1", ["Received", "Completed"])
+    assert (got[1]["progress"], got[1]["errors"]) == (100, [])
+
+    # The app answers the cancel_action itself: its statuses are forwarded as for any action.
+    send_actions(broker.port, action_msg("r1"))
+    assert app.read_line()["action_id"] == "r1"
+    send_actions(broker.port, cancel_msg("c2", "r1"))
+    assert app.read_line()["action_id"] == "c2"
+    app.status("c2", "Failed", 100, errors=["reboot cannot be stopped"])
+    wait_states(sub, "c2", ["Received", "Failed"])
+    app.status("r1", "Completed", 100)
+    wait_states(sub, "r1", ["Received", "Completed"])
+
+    # Unanswered, and the target completes anyway: the cancellation failed.
+    send_actions(broker.port, action_msg("r2"))
+    assert app.read_line()["action_id"] == "r2"
+    send_actions(broker.port, cancel_msg("c3", "r2"))
+    assert app.read_line()["action_id"] == "c3"
+    wait_states(sub, "c3", ["Received"])
+    app.status("r2", "Completed", 100)
+    got = wait_states(sub, "c3", ["Received", "Failed"])
+    assert got[1]["errors"] == ["Cancellation failed: action r2 completed"]
+    wait_for(lambda: action_counters(el)["in_flight"] == 0, what="nothing in flight")
+    assert action_counters(el)["unknown_name"] == 0
+
+
+def test_cancel_action_without_a_running_target_fails_clearly(make_edgelink, broker, sub):
+    """A cancel_action whose target no app runs (finished, never received, or an unreadable payload) is Failed
+    with a clear error and reaches no app; it is not an unknown action."""
+    el = make_edgelink()
+    wait_online(sub)
+    app = App(el.app_port())
+    send_actions(broker.port, action_msg("done"))
+    assert app.read_line()["action_id"] == "done"
+    app.status("done", "Completed", 100)
+    wait_states(sub, "done", ["Received", "Completed"])
+
+    send_actions(broker.port, cancel_msg("c1", "done"), cancel_msg("c2", "nope"),
+                 action_msg("c3", "cancel_action", "not json"))
+    assert wait_states(sub, "c1", ["Failed"])[0]["errors"] == [
+        "Cannot cancel action done: it is not in flight (it finished, timed out or never arrived)"]
+    assert wait_states(sub, "c2", ["Failed"])[0]["errors"] == [
+        "Cannot cancel action nope: it is not in flight (it finished, timed out or never arrived)"]
+    assert wait_states(sub, "c3", ["Failed"])[0]["errors"][0].startswith(
+        "Invalid cancel_action: payload must be a JSON object")
+    assert app.read_line(timeout=0.3) is None
+    c = action_counters(el)
+    assert (c["cancels_refused"], c["unknown_name"], c["received"], c["in_flight"]) == (3, 0, 1, 0)

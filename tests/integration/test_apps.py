@@ -425,3 +425,70 @@ def test_error_reports_to_an_app_that_never_reads_are_capped(make_edgelink, sub)
     assert st["reports_dropped"] > 0
     assert el.proc.poll() is None
     s.close()
+
+
+def test_last_line_without_newline_is_processed_at_end_of_connection(make_edgelink, broker, sub):
+    """`printf '{...}' | nc host port`: a last line without '\\n' is processed when the app closes its side, as in
+    uplink's line codec (an action status from an updater script, and a data point); a tail longer than
+    max_line_bytes is rejected as LineTooLong, not processed."""
+    el = make_edgelink(streams=FAST, tcpapps={"app": app_config(actions=[{"name": "update_firmware", "timeout": 30}],
+                                                                max_line_bytes=200)})
+    wait_online(sub)
+    app = App(el.app_port())
+    publish(broker.port, TOPIC + "/actions", '{"action_id": "17", "name": "update_firmware", "payload": "{}"}')
+    assert app.read_line()["action_id"] == "17"
+    app.close()
+
+    def printf_nc(data):
+        with socket.create_connection(("127.0.0.1", el.app_port())) as s:
+            s.sendall(data)
+            s.shutdown(socket.SHUT_WR)  # what nc does at the end of its input
+            assert s.recv(1) == b""  # edgelink closes its side once it has read everything
+
+    printf_nc(b'{ "stream": "action_status", "sequence": 1, "timestamp": 1700000000001, "action_id": "17", '
+              b'"state": "Completed", "progress": 100, "errors": [] }')
+    printf_nc(point_line("imu", 1, label="first") + point_line("imu", 2, label="no newline")[:-1])
+    printf_nc(point_line("imu", 3, label="crlf")[:-1] + b"\r")
+    printf_nc(padded_line("imu", 4, 201))
+    wait_for(lambda: [s["state"] for s in sub.statuses()] == ["Received", "Completed"], what="Completed status")
+    wait_for(lambda: len(sub.points("imu")) == 3, what="three points")
+    assert sub.points("imu") == [expected(1, label="first"), expected(2, label="no newline"),
+                                 expected(3, label="crlf")]
+    st = wait_for(lambda: (lambda a: a if a["errors"] else None)(app_status(el)), what="the LineTooLong count")
+    assert st["errors"] == {"LineTooLong": 1} and st["points"] == 3 and st["statuses"] == 1
+
+
+def test_app_port_in_use_is_retried_while_the_rest_runs(make_edgelink, broker, sub):
+    """An app port that is taken at start is retried every few seconds with a log line and a status, while the other
+    apps and the broker link run; once the port is free the app becomes reachable (uplink does the same)."""
+    squatter = socket.socket()
+    squatter.bind(("127.0.0.1", 0))
+    squatter.listen()
+    port = squatter.getsockname()[1]
+    try:
+        el = make_edgelink(start=False, streams=FAST, tcpapps={"app": app_config(port), "other": app_config()})
+        el.start(wait_apps=False)
+        wait_online(sub)
+        other = App(el.app_port("other"))
+        other.point("imu", 1, by="other")
+        wait_for(lambda: sub.points("imu") == [expected(1, by="other")], what="the other app's point")
+        el.wait_log(f"tcpapps.app: cannot listen on 127.0.0.1:{port}: Address already in use; trying again every")
+        st = app_status(el, "app")
+        assert (st["listener"], st["connected"], st["port"]) == ("bind_failed", False, port)
+        assert st["last_error"] == f"cannot listen on 127.0.0.1:{port}: Address already in use"
+        assert app_status(el, "other")["listener"] == "listening"
+        human = subprocess.run([EDGELINK_BIN, "status", "-c", el.path], capture_output=True, text=True, timeout=10)
+        assert "bind_failed" in human.stdout and "retrying: cannot listen" in human.stdout, human.stdout
+        wait_for(lambda: app_status(el, "app")["bind_failures"] >= 2, timeout=15, what="a second attempt")
+        assert el.log_text().count(f"cannot listen on 127.0.0.1:{port}") == 1  # logged once, not at every retry
+        assert el.proc.poll() is None
+    finally:
+        squatter.close()
+
+    wait_for(lambda: app_status(el, "app")["listener"] == "listening", timeout=15, what="the app port to be bound")
+    assert app_status(el, "app")["last_error"] == ""
+    el.wait_log(f"app: listening on 127.0.0.1:{port} after")
+    app = App(port)
+    app.point("imu", 2, by="app")
+    wait_for(lambda: len(sub.points("imu")) == 2, what="the app's point")
+    assert sub.points("imu")[1] == expected(2, by="app")

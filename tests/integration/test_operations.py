@@ -41,8 +41,10 @@ def test_check_valid_config_prints_effective_config(workdir):
     assert eff["max_stream_count"] == 64 and eff["shutdown_timeout"] == 5
     assert eff["tcpapps"]["main"] == {"port": 5050, "bind": "127.0.0.1", "max_line_bytes": 1048576,
                                       "actions": [{"name": "reboot", "timeout": 60}, {"name": "update", "timeout": 0.5}]}
-    assert eff["streams"]["imu"] == {"topic": "/tenants/{tenant_id}/devices/{device_id}/events/{stream}/jsonarray",
+    # the topic the batches are published on: a compressed stream's default topic ends in /lz4
+    assert eff["streams"]["imu"] == {"topic": "/tenants/{tenant_id}/devices/{device_id}/events/{stream}/jsonarray/lz4",
                                      "batch_size": 7, "flush_period": 0.25, "compression": "Lz4", "priority": 0}
+    assert eff["prioritize_live_data"] is False
     assert eff["streams"]["action_status"]["topic"] == "/tenants/{tenant_id}/devices/{device_id}/action/status"
     assert eff["spool"] == {"max_bytes": 268435456, "max_memory_bytes": 16777216, "fsync": "batch"}
     assert eff["log"] == {"level": "info"}
@@ -52,6 +54,76 @@ def test_check_valid_config_prints_effective_config(workdir):
     again = run_cli("check", "-c", again_path)
     assert again.returncode == 0, again.stderr
     assert tomllib.loads(again.stdout) == eff
+
+
+def test_check_accepts_an_uplink_config_with_warnings(workdir):
+    """An uplink config.toml pasted as is: `check` exits 0 and names each uplink key or section edgelink reads
+    differently or ignores as FILE:LINE:COL warnings; the printed topics are the ones used."""
+    path = write(workdir, "uplink.toml", "\n".join([
+        'project_id = "demo"',                                                          # 1
+        'device_id = "gw-001"',                                                         # 2
+        f'persistence_path = "{os.path.join(workdir, "state")}"',                      # 3
+        'processes = [{ name = "echo" }]',                                              # 4
+        '',                                                                             # 5
+        '[mqtt]',                                                                       # 6
+        'max_packet_size = 256000',                                                     # 7
+        'max_inflight = 100',                                                           # 8
+        'keep_alive = 30',                                                              # 9
+        'network_timeout = 30',                                                         # 10
+        '',                                                                             # 11
+        '[tcpapps.1]',                                                                  # 12
+        'port = 5050',                                                                  # 13
+        'actions = [{ name = "install_update" }, { name = "load_file" }]',             # 14
+        '',                                                                             # 15
+        '[streams.imu]',                                                                # 16
+        'topic = "/tenants/{tenant_id}/devices/{device_id}/events/imu/jsonarray/lz4"',  # 17
+        'batch_size = 100',                                                             # 18
+        'compression = "Lz4"',                                                          # 19
+        'priority = 50',                                                                # 20
+        '',                                                                             # 21
+        '[streams.gps]',                                                                # 22
+        'batch_size = 10',                                                              # 23
+        'persistence = { max_file_size = 1048576, max_file_count = 10 }',              # 24
+        '',                                                                             # 25
+        '[streams.action_status]',                                                      # 26
+        'topic = "/tenants/{tenant_id}/devices/{device_id}/action/status"',             # 27
+        'batch_size = 1',                                                               # 28
+        'priority = 255',                                                               # 29
+        '',                                                                             # 30
+        '[downloader]',                                                                 # 31
+        'actions = [{ name = "update_firmware" }]',                                     # 32
+        'path = "/var/tmp/ota-file"',                                                   # 33
+        '',
+    ]))
+    out = run_cli("check", "-c", path)
+    assert out.returncode == 0, out.stderr
+    lines = out.stderr.strip().splitlines()
+    assert lines[-1] == f"{path}: OK (9 warning(s))"
+    assert lines[:-1] == [f"{path}:{pos}: {msg}" for pos, msg in [
+        ("4:1", "processes: uplink feature not supported by edgelink (process actions); key ignored"),
+        ("7:1", "mqtt.max_packet_size: uplink key ignored (edgelink's MQTT client sets its own limits)"),
+        ("8:1", "mqtt.max_inflight: uplink's name for broker.max_inflight; read as broker.max_inflight"),
+        ("9:1", "mqtt.keep_alive: uplink's name for broker.keep_alive; read as broker.keep_alive"),
+        ("10:1", "mqtt.network_timeout: uplink key ignored (edgelink's MQTT client sets its own limits)"),
+        ("24:1", "streams.gps.persistence: uplink key ignored (edgelink keeps unsent batches of every stream in its "
+                 "one disk spool, see [spool])"),
+        ("28:1", "streams.action_status.batch_size: uplink key ignored (edgelink publishes each action status at "
+                 "once, ahead of all data, and spools it like any batch)"),
+        ("29:1", "streams.action_status.priority: uplink key ignored (edgelink publishes each action status at once, "
+                 "ahead of all data, and spools it like any batch)"),
+        ("31:2", "downloader: uplink feature not supported by edgelink (file downloader); section ignored"),
+    ]], out.stderr
+    eff = tomllib.loads(out.stdout)
+    assert eff["streams"]["imu"]["topic"] == "/tenants/{tenant_id}/devices/{device_id}/events/imu/jsonarray/lz4"
+    assert eff["broker"]["max_inflight"] == 100 and eff["broker"]["keep_alive"] == 30
+    assert "mqtt" not in eff and "downloader" not in eff
+
+    # A typo is still an error: check fails on it, and the uplink warnings are still listed.
+    typo = write(workdir, "typo.toml", open(path).read() + '\n[streams.motor]\nbatchsize = 5\n')
+    out = run_cli("check", "-c", typo)
+    assert out.returncode != 0
+    assert f"{typo}:36:1: unknown key 'batchsize' in [streams.motor]" in out.stderr
+    assert out.stderr.strip().splitlines()[-1] == f"{typo}: 1 error(s) (9 warning(s))"
 
 
 def test_check_reports_every_error_with_position(workdir):
@@ -136,23 +208,6 @@ def test_run_with_invalid_config_exits_with_error(workdir, broker):
     assert "not started" in log
     with socket.socket() as s:
         assert s.connect_ex(("127.0.0.1", el.app_port())) != 0  # no listener was opened
-    assert not os.path.exists(os.path.join(cfg["persistence_path"], "edgelink.sock"))
-
-
-def test_app_port_in_use_fails_clearly(workdir, broker):
-    """If an app port is taken, `run` exits non-zero naming the app, address and reason, and leaves no status socket."""
-    squatter = socket.socket()
-    squatter.bind(("127.0.0.1", 0))
-    squatter.listen()
-    port = squatter.getsockname()[1]
-    try:
-        cfg = base_config(workdir, broker.port, tcpapps={"app": app_config(port)})
-        el = Edgelink(workdir, cfg)
-        assert el.run_expecting_failure() != 0
-    finally:
-        squatter.close()
-    log = el.log_text()
-    assert f"tcpapps.app: cannot listen on 127.0.0.1:{port}: Address already in use" in log, log
     assert not os.path.exists(os.path.join(cfg["persistence_path"], "edgelink.sock"))
 
 

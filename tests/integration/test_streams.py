@@ -203,3 +203,23 @@ def test_priority_order_after_reconnect(make_edgelink, broker, sub, workdir):
             assert seqs == list(range(1, count + 1)), name
     finally:
         late.close()
+
+
+def test_lz4_stream_with_a_configured_topic_uses_it_as_written(make_edgelink, sub):
+    """uplink's example [streams.imu] spells out topic = ".../imu/jsonarray/lz4" with compression = "Lz4": batches
+    go to exactly that topic (not .../lz4/lz4); only a default topic gets "/lz4" added."""
+    el = make_edgelink(streams={
+        "imu": {"topic": "/tenants/{tenant_id}/devices/{device_id}/events/imu/jsonarray/lz4", "batch_size": 2,
+                "compression": "Lz4", "priority": 50},
+        "motor": {"batch_size": 2, "compression": "Lz4"},
+    })
+    app = App(el.app_port())
+    for seq in (1, 2):
+        app.point("imu", seq, ax=0.5)
+        app.point("motor", seq, rpm=1200)
+    wait_for(lambda: len(sub.on("/lz4")) == 2, what="one batch on each stream")
+    topics = sorted(t for (t, _) in sub.on("/lz4"))
+    assert topics == [TOPIC + "/events/imu/jsonarray/lz4", TOPIC + "/events/motor/jsonarray/lz4"]
+    imu = next(p for (t, p) in sub.on("/lz4") if "/imu/" in t)
+    assert json.loads(lz4.frame.decompress(imu)) == [{"sequence": 1, "timestamp": ts(1), "ax": 0.5},
+                                                     {"sequence": 2, "timestamp": ts(2), "ax": 0.5}]

@@ -10,6 +10,7 @@
 #include <variant>
 #include <vector>
 
+#include "edgelink/actions/action_tracker.hpp"
 #include "edgelink/config/config.hpp"
 
 namespace edgelink {
@@ -36,6 +37,22 @@ std::string action_line(const CloudAction& action);
 // [{"sequence":..,"timestamp":..,"action_id":..,"state":..,"progress":..,"errors":[..]}]
 std::string status_payload(uint32_t sequence, uint64_t timestamp_ms, std::string_view action_id,
                            std::string_view state, int progress, const std::vector<std::string>& errors);
+
+// uplink's built-in action for cancelling another: its payload names the target,
+// {"action_id": "842", "name": "update_firmware"}. It goes, unchanged, to the app that runs
+// the target, which answers with statuses for the cancel_action's own id.
+inline constexpr const char* kCancelActionName = "cancel_action";
+// A cancel_action the app does not answer ends with its target, so it is tracked until
+// just after the target's deadline: the target's end decides its outcome first.
+inline constexpr std::chrono::milliseconds kCancelGrace{1000};
+
+struct CancelRoute {
+  std::string app;     // the app running the target
+  std::string target;  // the target's action id
+  std::chrono::steady_clock::time_point deadline;
+};
+// Where a cancel_action goes, or why it fails (the error its Failed status carries).
+std::variant<CancelRoute, std::string> route_cancel(const CloudAction& cancel, const ActionTracker& tracker);
 
 class ActionRouter {
  public:

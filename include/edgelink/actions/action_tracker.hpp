@@ -20,6 +20,8 @@ struct TrackedAction {
   std::string name;
   std::string app;
   std::chrono::steady_clock::time_point deadline;
+  // A cancel_action: the id of the action it cancels (not persisted across restarts).
+  std::string cancels;
 };
 
 struct ActionCounters {
@@ -33,6 +35,7 @@ struct ActionCounters {
   uint64_t late_statuses = 0; // statuses after timeout or terminal state: dropped
   uint64_t statuses = 0;      // statuses forwarded from apps
   uint64_t restored = 0;      // in flight at the last stop, tracked again at start
+  uint64_t cancels_refused = 0;  // cancel_action for an action not in flight (or unreadable): Failed
 };
 
 class ActionTracker {
@@ -45,6 +48,8 @@ class ActionTracker {
   // False when an action with this id is already in flight (a redelivery).
   bool add(TrackedAction action);
   bool in_flight(std::string_view id) const { return active_.count(std::string(id)) > 0; }
+  // nullptr when `id` is not in flight.
+  const TrackedAction* find(const std::string& id) const;
 
   enum class Verdict {
     Forward,  // in flight, or never seen (an app may report on actions of its own)
@@ -55,6 +60,8 @@ class ActionTracker {
 
   // Removes and returns the actions whose deadline is at or before `now`.
   std::vector<TrackedAction> expire(TimePoint now);
+  // Removes and returns the cancel_actions in flight for `target` (it has ended).
+  std::vector<TrackedAction> take_cancellations(const std::string& target);
   std::optional<TimePoint> next_deadline() const;
   size_t size() const { return active_.size(); }
   // Every action in flight (for persisting them).

@@ -35,10 +35,13 @@ struct ActionStatus {
   std::string action_id;  // from "action_id" or its alias "id"
   std::string state;
   int progress = 0;       // 0..100
+  bool has_progress = false;  // the line had a "progress"
   std::vector<std::string> errors;
   uint32_t sequence = 0;
   uint64_t timestamp = 0;
-  bool terminal() const { return state == "Completed" || state == "Failed"; }
+  // uplink's rootfs updater reports "Completed" at 20, 40, 50, 75 and 90 before its final
+  // 100: a Completed with a lower progress is progress, not the end of the action.
+  bool terminal() const { return state == "Failed" || (state == "Completed" && (!has_progress || progress == 100)); }
 };
 
 // {"edgelink": {...}}: never reaches the broker.

@@ -6,6 +6,7 @@
 // sockets (back-pressure) instead of dropping lines.
 
 #include <array>
+#include <chrono>
 #include <cstdint>
 #include <deque>
 #include <map>
@@ -41,6 +42,7 @@ struct AppCounters {
   uint64_t actions_delivered = 0;
   uint64_t pauses = 0;          // times reading stopped for back-pressure
   uint64_t reports_dropped = 0; // error reports not sent: the app does not read
+  uint64_t bind_failures = 0;   // attempts to open the listener that failed
   std::array<uint64_t, 7> errors{};  // by AppErrorCode
 };
 
@@ -48,12 +50,16 @@ class AppSession;
 
 class AppServer {
  public:
-  AppServer(asio::io_context& io, AppSink& sink);
+  static constexpr std::chrono::milliseconds kBindRetry{3000};
+
+  // A listener that cannot be opened (the port is in use, the address is not up yet) is
+  // tried again every `bind_retry` while the other apps run, as uplink does: one app's
+  // port is no reason to stop the gateway.
+  AppServer(asio::io_context& io, AppSink& sink, std::chrono::milliseconds bind_retry = kBindRetry);
   ~AppServer();
 
-  // Opens listeners for new apps, closes removed ones, re-binds changed ones. Returns
-  // one message per listener that could not be opened (those apps stay closed).
-  std::vector<std::string> apply(const std::map<std::string, AppConfig>& apps);
+  // Opens listeners for new apps, closes removed ones, re-binds changed ones.
+  void apply(const std::map<std::string, AppConfig>& apps);
 
   // Queues an action line for `app`; it is written as soon as the app is connected.
   void deliver_action(const std::string& app, const std::string& action_id, std::string line);
@@ -67,7 +73,9 @@ class AppServer {
   struct AppInfo {
     std::string name;
     std::string bind;
-    uint16_t port;  // the bound port
+    uint16_t port;  // the bound port (the configured one while not listening)
+    bool listening;
+    std::string bind_error;  // why the listener is not open (retried); empty when listening
     bool connected;
     size_t pending_actions;
     AppCounters counters;
@@ -78,6 +86,8 @@ class AppServer {
   struct App {
     AppConfig config;
     std::unique_ptr<asio::ip::tcp::acceptor> acceptor;
+    std::unique_ptr<asio::steady_timer> bind_timer;  // the next attempt to open the listener
+    std::string bind_error;                          // the last failure; empty once listening
     std::shared_ptr<AppSession> session;
     std::deque<std::pair<std::string, std::string>> pending;  // (action id, line)
     AppCounters counters;
@@ -85,12 +95,13 @@ class AppServer {
 
  private:
   friend class AppSession;
-  std::string open(App& app);
+  void open(App& app);
   void accept(App& app);
   void drain(App& app);
 
   asio::io_context& io_;
   AppSink& sink_;
+  std::chrono::milliseconds bind_retry_;
   std::map<std::string, std::unique_ptr<App>> apps_;
   log::RateLimiter limiter_;
 };

@@ -30,6 +30,11 @@ class LineFramer {
   // without copying; only a line split across inputs is buffered.
   Result next(std::string_view input);
 
+  // End of the stream: the unterminated last line, if any, as Line (TooLong if it passed
+  // a lowered limit), else NeedMore. uplink's line codec hands such a line over too, so
+  // `printf '{...}' | nc host port` works. `consumed` is 0; the framer is empty after.
+  Result finish();
+
   // Bytes of an incomplete line held between calls.
   size_t buffered() const { return partial_.size(); }
   void set_max_line_bytes(size_t n) { max_line_bytes_ = n; }

@@ -139,6 +139,9 @@ struct Config {
   std::string presence_topic = "/tenants/{tenant_id}/devices/{device_id}/presence";
   size_t max_stream_count = 64;   // configured + dynamic streams, action_status excluded
   Millis shutdown_timeout{5000};  // SIGTERM: how long to wait for PUBACKs
+  // uplink's key. false: every stream's batches reach the broker in order, spooled ones
+  // first; true: live batches may overtake spooled ones of the same stream.
+  bool prioritize_live_data = false;
   BrokerConfig broker;
   std::map<std::string, AppConfig> tcpapps;
   // Configured streams. Always holds "action_status" (batch_size 1, priority
@@ -164,6 +167,9 @@ struct LoadResult {
   std::optional<Config> config;         // set only when errors is empty
   std::vector<ConfigIssue> errors;      // parse and validation errors
   std::vector<ConfigIssue> unknown_keys;  // errors in `check`, warnings in `run`
+  // uplink keys and sections that edgelink reads under another name or does without:
+  // warnings in `check` and `run` alike, so a pasted uplink file still loads.
+  std::vector<ConfigIssue> warnings;
 };
 
 // Parse and validate. Never throws for bad input; every problem is in the result.

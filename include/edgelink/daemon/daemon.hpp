@@ -55,6 +55,8 @@ class Daemon : public AppSink {
   void emit_status(const std::string& action_id, std::string_view state, int progress,
                    const std::vector<std::string>& errors, std::optional<uint64_t> timestamp_ms = {});
   void expire_actions();
+  // `target` ended: the cancel_actions still waiting for it end too.
+  void end_cancellations(const std::string& target, bool target_completed);
   void on_acked();
   void open_spool();
   void on_spool_error(const std::string& what);

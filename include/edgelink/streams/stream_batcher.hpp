@@ -24,7 +24,7 @@ using TimePoint = SteadyClock::time_point;
 
 struct Batch {
   std::string stream;
-  std::string topic;    // expanded; "/lz4" appended when compressed
+  std::string topic;    // the stream's topic, expanded
   std::string payload;  // JSON array, or its LZ4 frame
   uint32_t points = 0;
   int priority = 0;

@@ -82,3 +82,37 @@ TEST_CASE("the router maps each action name to the app that lists it, with its t
   CHECK(r.route("ping")->app == "b");
   CHECK(r.route("fly") == nullptr);
 }
+
+TEST_CASE("route_cancel sends uplink's cancel_action to the app running its target") {
+  using namespace std::chrono_literals;
+  const auto t0 = std::chrono::steady_clock::time_point{} + 100s;
+  ActionTracker tracker;
+  REQUIRE(tracker.add(TrackedAction{"842", "update_firmware", "fw", t0, {}}));
+  auto cancel = [&](std::string payload) {
+    return route_cancel(CloudAction{"c-1", kCancelActionName, std::move(payload)}, tracker);
+  };
+
+  // As the Bytebeam cloud sends it: the payload names the target by id and name.
+  auto routed = cancel(R"({"action_id": "842", "name": "update_firmware"})");
+  REQUIRE(std::holds_alternative<CancelRoute>(routed));
+  const auto& to = std::get<CancelRoute>(routed);
+  CHECK(to.app == "fw");
+  CHECK(to.target == "842");
+  CHECK(to.deadline == t0 + kCancelGrace);  // ends after its target, which decides first
+  // An integer id, and a name from before a redirection, still find the target.
+  CHECK(std::get<CancelRoute>(cancel(R"({"action_id": 842, "name": "send_file"})")).app == "fw");
+
+  auto failure = [&](std::string payload) {
+    auto r = cancel(std::move(payload));
+    REQUIRE(std::holds_alternative<std::string>(r));
+    return std::get<std::string>(r);
+  };
+  CHECK(failure(R"({"action_id": "9", "name": "reboot"})") ==
+        "Cannot cancel action 9: it is not in flight (it finished, timed out or never arrived)");
+  CHECK(failure("842").find("Invalid cancel_action: payload must be a JSON object") == 0);
+  CHECK(failure("").find("Invalid cancel_action: payload must be a JSON object") == 0);
+  CHECK(failure(R"({"name": "update_firmware"})") ==
+        "Invalid cancel_action: payload has no action_id naming the action to cancel");
+  CHECK(failure(R"({"action_id": ""})") ==
+        "Invalid cancel_action: payload has no action_id naming the action to cancel");
+}

@@ -7,7 +7,7 @@ using namespace std::chrono_literals;
 using TP = std::chrono::steady_clock::time_point;
 
 namespace {
-TrackedAction action(const std::string& id, TP deadline) { return {id, "reboot", "app", deadline}; }
+TrackedAction action(const std::string& id, TP deadline) { return {id, "reboot", "app", deadline, {}}; }
 }  // namespace
 
 TEST_CASE("deadlines expire in order at the injected time, not before") {
@@ -66,4 +66,29 @@ TEST_CASE("the memory of finished ids is bounded") {
   CHECK(t.on_status("a", false) == ActionTracker::Verdict::Forward);  // forgotten
   CHECK(t.on_status("b", false) == ActionTracker::Verdict::Late);
   CHECK(t.on_status("c", false) == ActionTracker::Verdict::Late);
+}
+
+TEST_CASE("take_cancellations ends the cancel_actions of a target, and only those") {
+  ActionTracker t;
+  t.add(action("a", TP{} + 5s));
+  t.add(action("b", TP{} + 5s));
+  t.add(TrackedAction{"c1", "cancel_action", "app", TP{} + 6s, "a"});
+  t.add(TrackedAction{"c2", "cancel_action", "app", TP{} + 6s, "a"});
+  t.add(TrackedAction{"c3", "cancel_action", "app", TP{} + 6s, "b"});
+  REQUIRE(t.find("c1"));
+  CHECK(t.find("c1")->cancels == "a");
+  CHECK(t.find("zzz") == nullptr);
+
+  auto ended = t.take_cancellations("a");
+  REQUIRE(ended.size() == 2);
+  CHECK(((ended[0].id == "c1" && ended[1].id == "c2") || (ended[0].id == "c2" && ended[1].id == "c1")));
+  CHECK(t.size() == 3);
+  CHECK(t.on_status("c1", false) == ActionTracker::Verdict::Late);  // ended: a late answer is dropped
+  CHECK(t.take_cancellations("a").empty());
+  CHECK(t.take_cancellations("").empty());  // plain actions cancel nothing
+  CHECK(t.size() == 3);
+  // The deadlines of the ended ones are gone with them.
+  auto expired = t.expire(TP{} + 6s);
+  REQUIRE(expired.size() == 3);
+  CHECK(expired[2].id == "c3");
 }

@@ -297,6 +297,29 @@ TEST_CASE("action status lines become ActionStatus") {
             .progress == 100);
 }
 
+TEST_CASE("Completed ends an action only at progress 100 or without a progress") {
+  // As uplink's rootfs updater script writes them.
+  auto status = [](const std::string& state, const std::string& progress) {
+    return as_status(parse_app_line(R"({ "stream": "action_status", "sequence": 0, "timestamp": 1732180000456, )"
+                                    R"("action_id": "17", "state": ")" +
+                                    state + "\"" + progress + R"(, "errors": [] })"));
+  };
+  for (const char* p : {"0", "20", "40", "50", "75", "90", "99"}) {
+    INFO(p);
+    const ActionStatus s = status("Completed", std::string(", \"progress\": ") + p);
+    CHECK(s.has_progress);
+    CHECK_FALSE(s.terminal());
+  }
+  CHECK(status("Completed", ", \"progress\": 100").terminal());
+  const ActionStatus bare = status("Completed", "");
+  CHECK_FALSE(bare.has_progress);
+  CHECK(bare.terminal());
+  CHECK(status("Failed", ", \"progress\": 20").terminal());
+  CHECK(status("Failed", "").terminal());
+  CHECK_FALSE(status("Progress", ", \"progress\": 100").terminal());
+  CHECK_FALSE(status("Running", "").terminal());
+}
+
 TEST_CASE("bad action status lines") {
   const std::string pre = R"({"stream":"action_status","sequence":1,"timestamp":1,)";
   check_error(pre + R"("state":"Running"})", AppErrorCode::MissingField, "action_id");

@@ -213,6 +213,37 @@ TEST_CASE("LineFramer: bytes after the last newline stay buffered, never reporte
   CHECK(feed(framer, {"b\n"}, 100) == Events{"L:b#1"});
 }
 
+TEST_CASE("LineFramer: finish hands over an unterminated last line once") {
+  LineFramer framer(10);
+  CHECK(feed(framer, {"a\n{\"b\":", "1}"}, 10) == Events{"L:a#1"});
+  auto r = framer.finish();
+  REQUIRE(r.status == LineFramer::Status::Line);
+  CHECK(event(r) == "L:{\"b\":1}#2");
+  CHECK(r.consumed == 0);
+  CHECK(framer.buffered() == 0);
+  CHECK(framer.finish().status == LineFramer::Status::NeedMore);  // nothing left
+
+  LineFramer cr(3);
+  CHECK(feed(cr, {"abc\r"}, 3).empty());  // max + 1 bytes: the CR is not part of the line
+  CHECK(event(cr.finish()) == "L:abc#1");
+
+  LineFramer none(10);
+  CHECK(feed(none, {"done\n"}, 10) == Events{"L:done#1"});
+  CHECK(none.finish().status == LineFramer::Status::NeedMore);
+}
+
+TEST_CASE("LineFramer: finish after an overlong last line reports nothing more") {
+  LineFramer framer(4);
+  CHECK(feed(framer, {"toolong"}, 4) == Events{"T#1"});
+  CHECK(framer.finish().status == LineFramer::Status::NeedMore);
+
+  LineFramer lowered(100);
+  CHECK(feed(lowered, {"0123456789"}, 100).empty());
+  lowered.set_max_line_bytes(5);
+  CHECK(event(lowered.finish()) == "T#1");
+  CHECK(lowered.buffered() == 0);
+}
+
 TEST_CASE("LineFramer: reset ends discarding and restarts line numbers") {
   LineFramer framer(4);
   CHECK(feed(framer, {"toolongline"}, 4) == Events{"T#1"});

@@ -25,6 +25,7 @@ actions_subscription = "/t/{tenant_id}/d/{device_id}/+/actions"
 presence_topic = "/t/{tenant_id}/d/{device_id}/up"
 max_stream_count = 10
 shutdown_timeout = 2.5
+prioritize_live_data = true
 [broker]
 host = "broker.example"
 port = 8883
@@ -94,6 +95,7 @@ void check_same_except_password(const Config& a, const Config& b) {
   CHECK(a.presence_topic == b.presence_topic);
   CHECK(a.max_stream_count == b.max_stream_count);
   CHECK(a.shutdown_timeout == b.shutdown_timeout);
+  CHECK(a.prioritize_live_data == b.prioritize_live_data);
   CHECK(a.broker.host == b.broker.host);
   CHECK(a.broker.port == b.broker.port);
   CHECK(a.broker.client_id == b.broker.client_id);
@@ -169,12 +171,25 @@ TEST_CASE("config: to_toml round-trips to an equal config", "[config]") {
   CHECK(second.unknown_keys.empty());
   REQUIRE(second.config->devices.size() == 2);
   REQUIRE(second.config->rtstreams.size() == 3);
+  CHECK(second.config->prioritize_live_data);
+  CHECK(printed.find("\nprioritize_live_data = true\n") != std::string::npos);
   // to_toml redacts the password, so it is the one field that cannot round-trip.
   check_same_except_password(*first.config, *second.config);
   CHECK(second.config->broker.password == "<redacted>");
   // Printing is stable once defaults are filled in (the first line names the source).
   const std::string reprinted = to_toml(*second.config);
   CHECK(reprinted.substr(reprinted.find('\n')) == printed.substr(printed.find('\n')));
+
+  SECTION("a compressed stream prints the topic it publishes on") {
+    const auto r = load(std::string(kIds) + "[streams.imu]\ncompression = \"Lz4\"\n");
+    REQUIRE(r.config);
+    const std::string out = to_toml(*r.config);
+    CHECK(out.find("topic = \"/tenants/{tenant_id}/devices/{device_id}/events/{stream}/jsonarray/lz4\"") !=
+          std::string::npos);
+    const auto back = load_config_string(out, "x");
+    REQUIRE(back.config);
+    CHECK(back.config->streams.at("imu").topic == r.config->streams.at("imu").topic);
+  }
 
   SECTION("defaults and awkward strings") {
     Config c = *load(kIds).config;

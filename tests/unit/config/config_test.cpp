@@ -269,8 +269,9 @@ TEST_CASE("config: each error names the key and its position", "[config]") {
   require_one_error(ids + "[streams.s]\ntopic = \"/a/+\"\n", "wildcards", 4, 9);
   require_one_error(ids + "[streams.s]\ntopic = \"\"\n", "streams.s.topic: must be a non-empty string", 4, 9);
   require_one_error(ids + "streams.s = 5\n", "streams.s: must be a table", 3, 13);
-  require_one_error(ids + "[streams.action_status]\nbatch_size = 5\n",
-                    "streams.action_status.batch_size: cannot be set", 4, 1);
+  // (batch_size, flush_period, priority and persistence are uplink's: warnings, see below)
+  require_one_error(ids + "[streams.action_status]\ncompression = \"Lz4\"\n",
+                    "streams.action_status.compression: cannot be set", 4, 1);
   require_one_error(ids + "max_stream_count = 1\n[streams.a]\n[streams.b]\n",
                     "2 streams are configured but max_stream_count is 1", 3, 20);
 
@@ -762,4 +763,150 @@ TEST_CASE("non-ASCII text outside strings and comments is a syntax error found b
       "[streams.t]\ntopic = '''/t/\xE2\x82\xAC'''\n",
       "ok.toml");
   for (const auto& e : ok.errors) CHECK(e.message.find("non-ASCII") == std::string::npos);
+}
+
+TEST_CASE("config: prioritize_live_data", "[config]") {
+  const std::string ids = kIds;
+  auto r = load(ids);
+  REQUIRE(r.config);
+  CHECK_FALSE(r.config->prioritize_live_data);  // uplink's default: spooled data first
+  r = load(ids + "prioritize_live_data = true\n");
+  REQUIRE(r.config);
+  CHECK(r.config->prioritize_live_data);
+  CHECK(r.warnings.empty());
+  require_one_error(ids + "prioritize_live_data = \"yes\"\n",
+                    "prioritize_live_data: must be a boolean (true or false), got a string", 3, 24);
+}
+
+TEST_CASE("config: a compressed stream's default topic ends in /lz4; a configured topic is used as written",
+          "[config]") {
+  const auto r = load(std::string(kIds) + R"([streams.motor]
+compression = "Lz4"
+
+[streams.imu]
+topic = "/tenants/{tenant_id}/devices/{device_id}/events/imu/jsonarray/lz4"
+compression = "Lz4"
+
+[streams.raw]
+topic = "/custom/{stream}"
+compression = "Lz4"
+)");
+  INFO(all_issues(r.errors));
+  REQUIRE(r.config);
+  CHECK(r.config->streams.at("motor").topic ==
+        "/tenants/{tenant_id}/devices/{device_id}/events/{stream}/jsonarray/lz4");
+  CHECK(r.config->streams.at("imu").topic == "/tenants/{tenant_id}/devices/{device_id}/events/imu/jsonarray/lz4");
+  CHECK(r.config->streams.at("raw").topic == "/custom/{stream}");
+  CHECK(r.config->default_stream.topic == "/tenants/{tenant_id}/devices/{device_id}/events/{stream}/jsonarray");
+}
+
+// Fragments written the way uplink's docs/configs/config.toml writes them.
+TEST_CASE("config: an uplink config file loads; what edgelink reads differently or ignores is a warning", "[config]") {
+  const std::string text = std::string(kIds) + R"(processes = [{ name = "echo" }]
+action_redirections = { "firmware_update" = "install_update", "send_file" = "load_file" }
+persistence_path = "/tmp/uplink/"
+max_stream_count = 10
+enable_remote_shell = true
+
+[mqtt]
+max_packet_size = 256000
+max_inflight = 42
+keep_alive = 45
+network_timeout = 30
+
+[tcpapps.1]
+port = 5050
+actions = [{ name = "install_update" }, { name = "load_file" }]
+
+[serializer_metrics]
+enabled = true
+
+[streams.imu]
+topic = "/tenants/{tenant_id}/devices/{device_id}/events/imu/jsonarray/lz4"
+batch_size = 100
+compression = "Lz4"
+priority = 50
+
+[streams.gps]
+topic = "/tenants/{tenant_id}/devices/{device_id}/events/gps/jsonarray"
+batch_size = 10
+persistence = { max_file_size = 1048576, max_file_count = 10 }
+
+[streams.action_status]
+topic = "/tenants/{tenant_id}/devices/{device_id}/action/status"
+batch_size = 1
+flush_period = 2
+persistence = { max_file_size = 10240, max_file_count = 5 }
+priority = 255
+
+[downloader]
+actions = [{ name = "update_firmware" }, { name = "send_file" }]
+path = "/var/tmp/ota-file"
+
+[system_stats]
+enabled = false
+process_names = ["uplink"]
+update_period = 30
+)";
+  const auto r = load(text);
+  INFO(all_issues(r.errors) + all_issues(r.unknown_keys) + all_issues(r.warnings));
+  CHECK(r.errors.empty());
+  CHECK(r.unknown_keys.empty());
+  REQUIRE(r.config);
+  CHECK(r.config->broker.max_inflight == 42);
+  CHECK(r.config->broker.keep_alive == 45);
+  CHECK(r.config->streams.at("imu").topic == "/tenants/{tenant_id}/devices/{device_id}/events/imu/jsonarray/lz4");
+  CHECK(r.config->streams.at("imu").priority == 50);
+  CHECK(r.config->streams.at("gps").batch_size == 10);
+  CHECK(r.config->streams.at("action_status").priority == kActionStatusPriority);
+  CHECK(r.config->tcpapps.at("1").port == 5050);
+
+  std::vector<std::string> w;
+  for (const auto& issue : r.warnings) w.push_back(issue.to_string());
+  const std::string status_why =
+      "uplink key ignored (edgelink publishes each action status at once, ahead of all data, and spools it like any "
+      "batch)";
+  CHECK(w ==
+        std::vector<std::string>{
+            "test.toml:3:1: processes: uplink feature not supported by edgelink (process actions); key ignored",
+            "test.toml:4:1: action_redirections: uplink feature not supported by edgelink (action redirections); "
+            "section ignored",
+            "test.toml:7:1: enable_remote_shell: uplink feature not supported by edgelink (remote shell); key "
+            "ignored",
+            "test.toml:10:1: mqtt.max_packet_size: uplink key ignored (edgelink's MQTT client sets its own limits)",
+            "test.toml:11:1: mqtt.max_inflight: uplink's name for broker.max_inflight; read as broker.max_inflight",
+            "test.toml:12:1: mqtt.keep_alive: uplink's name for broker.keep_alive; read as broker.keep_alive",
+            "test.toml:13:1: mqtt.network_timeout: uplink key ignored (edgelink's MQTT client sets its own limits)",
+            "test.toml:19:2: serializer_metrics: uplink feature not supported by edgelink (metrics streams); "
+            "section ignored",
+            "test.toml:31:1: streams.gps.persistence: uplink key ignored (edgelink keeps unsent batches of every "
+            "stream in its one disk spool, see [spool])",
+            "test.toml:35:1: streams.action_status.batch_size: " + status_why,
+            "test.toml:36:1: streams.action_status.flush_period: " + status_why,
+            "test.toml:37:1: streams.action_status.persistence: " + status_why,
+            "test.toml:38:1: streams.action_status.priority: " + status_why,
+            "test.toml:40:2: downloader: uplink feature not supported by edgelink (file downloader); section "
+            "ignored",
+            "test.toml:44:2: system_stats: uplink feature not supported by edgelink (system stats); section "
+            "ignored",
+        });
+}
+
+TEST_CASE("config: [mqtt] and [broker] both setting a limit is an error; other keys stay unknown", "[config]") {
+  const std::string ids = kIds;
+  require_one_error(ids + "[broker]\nmax_inflight = 5\n[mqtt]\nmax_inflight = 100\n",
+                    "mqtt.max_inflight: broker.max_inflight is set as well; keep one of them", 6, 1);
+  // keep_alive in [broker] does not stop [mqtt] max_inflight from being read.
+  auto r = load(ids + "[broker]\nkeep_alive = 5\n[mqtt]\nmax_inflight = 7\nmax_infligt = 1\n");
+  REQUIRE(r.config);
+  CHECK(r.config->broker.max_inflight == 7);
+  CHECK(r.config->broker.keep_alive == 5);
+  REQUIRE(r.unknown_keys.size() == 1);
+  CHECK(r.unknown_keys[0].to_string() == "test.toml:7:1: unknown key 'max_infligt' in [mqtt]");
+  // The same range checks as under [broker].
+  require_one_error(ids + "[mqtt]\nmax_inflight = 0\n", "mqtt.max_inflight: must be an integer 1..65535, got 0", 4, 16);
+  // A typo of an uplink stream key is still a typo.
+  r = load(ids + "[streams.s]\npersistance = { max_file_count = 3 }\n");
+  REQUIRE(r.unknown_keys.size() == 1);
+  CHECK(r.warnings.empty());
 }

@@ -111,9 +111,11 @@ TEST_CASE("flush_all hands on every open batch; empty streams produce nothing") 
   CHECK(h.out.size() == 2);
 }
 
-TEST_CASE("LZ4 streams publish an LZ4 frame of the array on the /lz4 topic") {
+TEST_CASE("LZ4 streams publish an LZ4 frame of the array on their topic as configured") {
   Harness h(2);
   h.config.streams["imu"].compression = Compression::Lz4;
+  // The loader decides the topic (default + "/lz4", or the configured one as written).
+  h.config.streams["imu"].topic = "/tenants/{tenant_id}/devices/{device_id}/events/{stream}/jsonarray/lz4";
   h.make();
   h.add(point("imu", 1));
   h.add(point("imu", 2));
