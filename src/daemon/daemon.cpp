@@ -54,6 +54,7 @@ Daemon::Daemon(asio::io_context& io, Config config)
       rate_timer_(io) {
   // Until the broker is known to be reachable, batches are written to disk.
   outbox_.set_online(false);
+  outbox_.set_live_first(config_.prioritize_live_data);
 }
 
 Daemon::~Daemon() = default;
@@ -446,6 +447,7 @@ void Daemon::reload() {
   }
   log::set_level(next.log.level);
   outbox_.set_max_bytes(next.spool.max_memory_bytes);
+  outbox_.set_live_first(next.prioritize_live_data);
   if (spool_ && next.spool.max_bytes != config_.spool.max_bytes) spool_->set_max_bytes(next.spool.max_bytes);
   batcher_.reconfigure(next);
   router_ = ActionRouter(next);

@@ -213,3 +213,31 @@ def test_points_sent_before_the_first_connection_stay_in_order(workdir):
         sub.close()
         el.kill()
         durable.stop()
+
+
+def test_prioritize_live_data_lets_live_batches_overtake_the_backlog(workdir, broker):
+    """uplink's prioritize_live_data = true: after an outage, live batches alternate with the backlog, so
+    a stream's new points arrive before its old ones have all gone out; nothing is lost either way."""
+    proxy = CutProxy(broker.port)
+    sub = Subscriber(broker.port, topics=("/tenants/demo/devices/gw-001/events/#",))
+    cfg = base_config(workdir, proxy.port, log={"level": "info"}, prioritize_live_data=True,
+                      streams={"imu": {"batch_size": 10, "flush_period": 0.2}})
+    el = Edgelink(workdir, cfg).start()
+    try:
+        wait_connected(el)
+        proxy.cut()
+        wait_for(lambda: el.status()["broker"]["state"] != "connected", what="broker loss")
+        app = send_points(el.app_port(), "imu", 20000)
+        wait_on_disk(el, {"imu": 20000})
+        load_from = 20001
+        proxy.restore()
+        wait_connected(el)
+        send_points(el.app_port(), "imu", 3000, start=load_from, app=app).close()
+        wait_for(lambda: len(out_of_order(sub, "imu")[1]) >= 23000, 60, what="every point")
+        late, seen = out_of_order(sub, "imu")
+        assert seen == set(range(1, 23001))
+        assert late, "no live batch overtook the backlog"
+    finally:
+        sub.close()
+        el.kill()
+        proxy.cut()
