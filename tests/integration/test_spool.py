@@ -387,9 +387,10 @@ def test_disk_full_keeps_batches_in_memory_and_loses_nothing(workdir, broker, ti
     app = send_points(el.app_port(), "imu", 5000)
     wait_for(lambda: (stream_status(el, "imu") or {}).get("points") == 5000, what="all points accepted")
     el.wait_log("No space left on device")
-    st = el.status()
-    assert st["spool"]["io_errors"] >= 1 and st["spool"]["write_failures"] >= 1, st["spool"]
-    assert st["outbox"]["memory_only"] > 0
+    # The worker logs the error before its counters reach the loop: wait for them.
+    wait_for(lambda: el.status()["spool"]["io_errors"] >= 1 and el.status()["spool"]["write_failures"] >= 1,
+             what="the disk error counted")
+    assert el.status()["outbox"]["memory_only"] > 0
     assert el.proc.poll() is None
 
     sub = Subscriber(broker.start().port, topics=("/tenants/demo/devices/gw-001/events/#",))
