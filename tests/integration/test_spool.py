@@ -383,23 +383,25 @@ def test_disk_full_keeps_batches_in_memory_and_loses_nothing(workdir, broker, ti
     cfg = spool_config(workdir, broker.port, persistence_path=tiny_disk, spool={"max_bytes": 10000000},
                        streams={"imu": {"batch_size": 10, "flush_period": 0.2}})
     el = Edgelink(workdir, cfg).start()
-    lose_broker(el, broker)
-    app = send_points(el.app_port(), "imu", 5000)
-    wait_for(lambda: (stream_status(el, "imu") or {}).get("points") == 5000, what="all points accepted")
-    el.wait_log("No space left on device")
-    # The worker logs the error before its counters reach the loop: wait for them.
-    wait_for(lambda: el.status()["spool"]["io_errors"] >= 1 and el.status()["spool"]["write_failures"] >= 1,
-             what="the disk error counted")
-    assert el.status()["outbox"]["memory_only"] > 0
-    assert el.proc.poll() is None
-
-    sub = Subscriber(broker.start().port, topics=("/tenants/demo/devices/gw-001/events/#",))
+    sub = None
     try:
+        lose_broker(el, broker)
+        app = send_points(el.app_port(), "imu", 5000)
+        wait_for(lambda: (stream_status(el, "imu") or {}).get("points") == 5000, what="all points accepted")
+        el.wait_log("No space left on device")
+        # The worker logs the error before its counters reach the loop: wait for them.
+        wait_for(lambda: el.status()["spool"]["io_errors"] >= 1 and el.status()["spool"]["write_failures"] >= 1,
+                 what="the disk error counted")
+        assert el.status()["outbox"]["memory_only"] > 0
+        assert el.proc.poll() is None
+
+        sub = Subscriber(broker.start().port, topics=("/tenants/demo/devices/gw-001/events/#",))
         wait_for(lambda: unique(sub, "imu") == set(range(1, 5001)), 30, what="every point")
         assert el.status()["spool"]["dropped"] == 0
-    finally:
-        sub.close()
         app.close()
+    finally:
+        if sub:
+            sub.close()
         el.kill()
 
 
