@@ -8,7 +8,7 @@ import socket
 import threading
 
 from conftest import (ConfiguredBroker, DurableSubscriber, Edgelink, Subscriber, base_config, free_port, wait_for)
-from test_spool import Load, send_points, wait_connected, wait_on_disk
+from test_spool import Load, lose_broker, send_points, wait_connected, wait_on_disk
 
 PAD = "y" * 60
 
@@ -167,9 +167,7 @@ def test_kill9_with_a_backlog_then_new_live_data_stays_in_order(workdir):
     cfg = base_config(workdir, durable.port, log={"level": "info"},
                       streams={"imu": {"batch_size": 10, "flush_period": 0.2}})
     el = Edgelink(workdir, cfg).start()
-    wait_connected(el)
-    durable.stop()
-    wait_for(lambda: el.status()["broker"]["state"] != "connected", what="broker loss")
+    lose_broker(el, durable)
     app = send_points(el.app_port(), "imu", 20000)
     wait_on_disk(el, {"imu": 20000})
     el.proc.kill()
