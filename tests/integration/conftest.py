@@ -49,6 +49,9 @@ def wait_port(port, timeout=10.0):
     wait_for(ok, timeout, what=f"port {port} to accept connections")
 
 
+NO_QUEUE_LIMIT = "max_queued_messages 0\nmax_queued_bytes 0"
+
+
 class Broker:
     """A mosquitto started on a free port; stop()/start() keep the same port."""
 
@@ -62,8 +65,10 @@ class Broker:
 
     def start(self):
         with open(self.conf, "w") as f:
+            # No queue limit: by default mosquitto drops QoS 1 messages for a subscriber
+            # more than 1000 behind, which a test's subscriber on a loaded machine can be.
             f.write(f"listener {self.port} 127.0.0.1\nallow_anonymous true\n"
-                    f"set_tcp_nodelay true\npersistence false\n{self.extra_conf}\n")
+                    f"set_tcp_nodelay true\npersistence false\n{NO_QUEUE_LIMIT}\n{self.extra_conf}\n")
         self.proc = subprocess.Popen(["mosquitto", "-c", self.conf], stdout=open(self.log, "ab"),
                                      stderr=subprocess.STDOUT)
         wait_port(self.port)
@@ -482,10 +487,10 @@ class ConfiguredBroker(Broker):
             lines += ["allow_anonymous true"]
         if self.persistent:
             os.makedirs(self.store, exist_ok=True)
-            lines += ["persistence true", f"persistence_location {self.store}", "max_queued_messages 0",
-                      "max_queued_bytes 0"]
+            lines += ["persistence true", f"persistence_location {self.store}"]
         else:
             lines += ["persistence false"]
+        lines.append(NO_QUEUE_LIMIT)
         with open(self.conf, "w") as f:
             f.write("\n".join(lines) + f"\n{self.extra_conf}\n")
         self.proc = subprocess.Popen(["mosquitto", "-c", self.conf], stdout=open(self.log, "ab"),

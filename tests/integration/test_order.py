@@ -27,13 +27,23 @@ def out_of_order(sub, stream):
     return late, seen
 
 
+def wait_points(sub, stream, n, timeout=60.0):
+    """Waits for points 1..n of `stream`; returns out_of_order(). A timeout says what is missing."""
+    try:
+        wait_for(lambda: len(out_of_order(sub, stream)[1]) >= n, timeout, what=f"all {n} points of {stream}")
+    except AssertionError:
+        missing = sorted(set(range(1, n + 1)) - out_of_order(sub, stream)[1])
+        raise AssertionError(f"{stream}: {n - len(missing)} of {n} points arrived in {timeout}s; "
+                             f"missing {len(missing)}, the first {missing[:10]}") from None
+    late, seen = out_of_order(sub, stream)
+    assert seen == set(range(1, n + 1)), f"{stream}: unexpected sequences"
+    return late, seen
+
+
 def assert_in_order(sub, sent, timeout=60.0):
     """Every point 1..n of every stream arrived, each after the ones sent before it."""
     for stream, n in sent.items():
-        wait_for(lambda: len(out_of_order(sub, stream)[1]) >= n, timeout,
-                 what=f"all {n} points of {stream} (have {len(out_of_order(sub, stream)[1])})")
-        late, seen = out_of_order(sub, stream)
-        assert seen == set(range(1, n + 1)), f"{stream}: unexpected sequences"
+        late, _ = wait_points(sub, stream, n, timeout)
         assert not late, f"{stream}: {len(late)} points arrived after a later point, first {late[:5]}"
 
 
@@ -78,44 +88,55 @@ def test_burst_with_a_small_memory_budget_stays_in_order(workdir, broker):
 
 class CutProxy:
     """A TCP proxy from a free port to the broker whose link can be cut (every connection
-    closed, new ones refused) and restored: a network outage with the broker itself up, so
-    the order at the subscriber depends on edgelink alone."""
+    closed, new ones closed as soon as they are accepted) and restored: a network outage
+    with the broker itself up, so the order at the subscriber depends on edgelink alone."""
 
     def __init__(self, target_port):
         self.target = target_port
         self.port = free_port()
         self.lock = threading.Lock()
         self.socks = []
-        self.listener = None
-        self.restore()
-
-    def restore(self):
-        ls = socket.socket()
-        ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        ls.bind(("127.0.0.1", self.port))
-        ls.listen(8)
-        self.listener = ls
-        threading.Thread(target=self._accept, args=(ls,), daemon=True).start()
+        self.down = False
+        self.listener = socket.socket()
+        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.listener.bind(("127.0.0.1", self.port))
+        self.listener.listen(8)
+        threading.Thread(target=self._accept, daemon=True).start()
 
     def cut(self):
-        self.listener.close()
         with self.lock:
+            self.down = True
             socks, self.socks = self.socks, []
         for s in socks:
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            s.close()
+            self._close(s)
 
-    def _accept(self, ls):
+    def restore(self):
+        with self.lock:
+            self.down = False
+
+    def close(self):
+        self.cut()
+        self.listener.close()
+
+    @staticmethod
+    def _close(s):
+        try:
+            s.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        s.close()
+
+    def _accept(self):
         while True:
             try:
-                client, _ = ls.accept()
+                client, _ = self.listener.accept()
             except OSError:
                 return
-            upstream = socket.create_connection(("127.0.0.1", self.target))
             with self.lock:
+                if self.down:
+                    self._close(client)
+                    continue
+                upstream = socket.create_connection(("127.0.0.1", self.target))
                 self.socks += [client, upstream]
             for a, b in ((client, upstream), (upstream, client)):
                 threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
@@ -158,7 +179,7 @@ def test_outage_with_live_load_stays_in_order(workdir, broker):
     finally:
         sub.close()
         el.kill()
-        proxy.cut()
+        proxy.close()
 
 
 def test_kill9_with_a_backlog_then_new_live_data_stays_in_order(workdir):
@@ -231,11 +252,9 @@ def test_prioritize_live_data_lets_live_batches_overtake_the_backlog(workdir, br
         proxy.restore()
         wait_connected(el)
         send_points(el.app_port(), "imu", 3000, start=load_from, app=app).close()
-        wait_for(lambda: len(out_of_order(sub, "imu")[1]) >= 23000, 60, what="every point")
-        late, seen = out_of_order(sub, "imu")
-        assert seen == set(range(1, 23001))
+        late, _ = wait_points(sub, "imu", 23000)
         assert late, "no live batch overtook the backlog"
     finally:
         sub.close()
         el.kill()
-        proxy.cut()
+        proxy.close()
