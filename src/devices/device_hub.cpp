@@ -32,6 +32,8 @@ constexpr size_t kStreamQueueBytes = 64 * 1024;
 // A complaint that misses the window is a silent loss (counted as DataLost), so this
 // errs on the generous side: 20 ms. With 10 ms, a CPU-starved gateway (tested with a
 // Python simulator and two busy loops on 2 cores) already saw late BUSY replies.
+// A reply that has reached the port but whose read the starved loop has not run yet
+// is not late: every tick takes in what the port holds first (poll_input below).
 constexpr std::chrono::milliseconds kDeviceTurnaround{20};
 
 uint64_t wall_ms() {
