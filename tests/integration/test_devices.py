@@ -313,6 +313,7 @@ def test_one_mib_through_tcp_with_busy_back_pressure(rig):
         assert s["busy"] >= 40 and s["resends"] >= 40
         assert s["data_lost"] == 0 and s["late_notices"] == 0
         assert s["tcp"]["pauses"] > 0  # the stream's queue filled and the bridge stopped reading
+    print(rtstream_diagnostics(e))  # shown with pytest -rP: how close a passing run came
 
 
 def test_idle_gap_longer_than_device_session_timeout(rig):
