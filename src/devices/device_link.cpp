@@ -130,6 +130,12 @@ void DeviceLink::complete(uint8_t msg_num, RequestResult result) {
 }
 
 void DeviceLink::on_tick(TimePoint now) {
+  if (handlers_.poll_input) {
+    if (const size_t n = handlers_.poll_input(); n > 0) {
+      ++counters_.input_at_deadline;
+      counters_.bytes_at_deadline += n;
+    }
+  }
   // Collect first: completions and resends may change the table.
   std::vector<uint8_t> due;
   for (unsigned n = 1; n <= 255; ++n)

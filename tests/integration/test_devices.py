@@ -13,6 +13,7 @@ lost, no report, streamIDs restart at 1), SIGUSR2 = sim/busy?n=20.
 A pty has no baud rate; the devices are configured at 4000000 baud, which keeps the
 rtstream block window (computed from the baud rate) and so these tests short.
 """
+import contextlib
 import os
 import re
 import signal
@@ -203,6 +204,38 @@ def stream_status(e, name="console"):
     return next(s for s in device_status(e)["rtstreams"] if s["name"] == name)
 
 
+RT_DIAG_KEYS = ("state", "block_window_ms", "bytes_written", "bytes_out", "blocks_out", "busy", "resends",
+                "pos_mismatch", "late_notices", "dropped_late", "data_lost", "session_not_found", "hard_failures",
+                "reopens", "device_resets", "queued_bytes")
+
+
+def rtstream_diagnostics(e, name="console"):
+    """What explains a lost or stuck rtstream: the stream's counters, the link's and the
+    port's, and edgelink's rtstream warnings ("late BUSY" = a complaint after its window)."""
+    try:
+        d = device_status(e)
+        s = stream_status(e, name)
+        out = ["rtstream " + ", ".join(f"{k}={s.get(k)}" for k in RT_DIAG_KEYS)]
+        out.append("link " + ", ".join(f"{k}={v}" for k, v in d["link"].items()))
+        out.append("serial " + ", ".join(f"{k}={v}" for k, v in d["serial"].items()))
+        if s.get("tcp"):
+            out.append("tcp " + ", ".join(f"{k}={v}" for k, v in s["tcp"].items()))
+    except Exception as ex:  # the daemon may be what failed
+        out = [f"(no status: {ex!r})"]
+    lines = [ln for ln in e.log_text().splitlines() if "rtstream" in ln and ("WARN" in ln or "lost" in ln)]
+    out += lines[-20:]
+    return "\n".join(out)
+
+
+@contextlib.contextmanager
+def diagnosed(e, name="console"):
+    """Any assertion failing inside says what the rtstream counters and log were."""
+    try:
+        yield
+    except AssertionError as ex:
+        raise AssertionError(f"{ex}\n--- rtstream diagnostics ---\n{rtstream_diagnostics(e, name)}") from ex
+
+
 def test_console_round_trip_with_log_noise(rig, sub):
     """Console framing: REPL answers through the TCP port stay exact while the device
     prints log lines between the frames; the log lines become points on device_log."""
@@ -263,20 +296,24 @@ def test_one_mib_through_tcp_with_busy_back_pressure(rig):
     t.start()
     writer = threading.Thread(target=con.send, args=(data,))
     writer.start()
-    # More BUSY replies in the middle of the transfer, not only at the start.
-    for frac in (0.3, 0.6):
-        wait_for(lambda: len(got) >= frac * len(want), timeout=60, interval=0.1, what=f"{frac:.0%} of the answers")
-        sim.busy()
-    writer.join(90)
-    t.join(90)
-    assert len(got) == len(want)
-    assert bytes(got) == want
-    # The last block counts as delivered once its window has passed.
-    s = wait_for(lambda: (lambda s: s if s["bytes_out"] == len(data) else None)(stream_status(e)),
-                 what="every byte confirmed")
-    assert s["busy"] >= 40 and s["resends"] >= 40
-    assert s["data_lost"] == 0 and s["late_notices"] == 0
-    assert s["tcp"]["pauses"] > 0  # the stream's queue filled and the bridge stopped reading
+    with diagnosed(e):
+        # More BUSY replies in the middle of the transfer, not only at the start.
+        for frac in (0.3, 0.6):
+            wait_for(lambda: len(got) >= frac * len(want), timeout=60, interval=0.1, what=f"{frac:.0%} of the answers")
+            sim.busy()
+        writer.join(90)
+        t.join(90)
+        if bytes(got) != want:
+            at = next((i for i, (a, b) in enumerate(zip(got, want)) if a != b), min(len(got), len(want)))
+            raise AssertionError(f"got {len(got)} of {len(want)} answer bytes; first difference at {at}: "
+                                 f"got {bytes(got[at:at + 60])!r}, want {want[at:at + 60]!r}")
+        # The last block counts as delivered once its window has passed.
+        s = wait_for(lambda: (lambda s: s if s["bytes_out"] == len(data) else None)(stream_status(e)),
+                     what="every byte confirmed")
+        assert s["busy"] >= 40 and s["resends"] >= 40
+        assert s["data_lost"] == 0 and s["late_notices"] == 0
+        assert s["tcp"]["pauses"] > 0  # the stream's queue filled and the bridge stopped reading
+    print(rtstream_diagnostics(e))  # shown with pytest -rP: how close a passing run came
 
 
 def test_idle_gap_longer_than_device_session_timeout(rig):

@@ -87,6 +87,8 @@ struct DeviceLinkCounters {
   uint64_t reports = 0;
   uint64_t log_lines = 0;          // console framing only
   uint64_t resets = 0;
+  uint64_t input_at_deadline = 0;  // ticks whose poll_input found bytes not read yet
+  uint64_t bytes_at_deadline = 0;  // and how many
 };
 
 class DeviceLink {
@@ -99,6 +101,12 @@ class DeviceLink {
     // (transport down, queue full). A refused request frame is resent on its timeout
     // if the request is idempotent; otherwise it fails with Timeout.
     std::function<bool(std::span<const uint8_t>)> send;
+    // Optional. Feeds whatever the transport has already received to on_bytes() now,
+    // before returning (DeviceTransport::deliver_pending()); returns the byte count.
+    // on_tick() calls it first: a timeout or an rtstream block window is then judged
+    // with every reply the device had already sent, not just those whose read
+    // happened to run before the timer (§6.1.3).
+    std::function<size_t()> poll_input;
     // RESPONSE with msgNum 0: sokto/okto notices, block failures, ufCancel/dfCancel.
     std::function<void(const DeviceReply&, std::string_view json)> on_notice;
     // COMMAND|RICREST FILEBLOCK from the device: rtstream output, downloads.
@@ -141,7 +149,9 @@ class DeviceLink {
   // Bytes read from the transport, in any slicing.
   void on_bytes(std::span<const uint8_t> bytes);
 
-  // Retries or fails the requests whose attempt deadline is at or before `now`.
+  // Takes in what the transport already holds (Handlers::poll_input), then retries or
+  // fails the requests whose attempt deadline is at or before `now`. Handlers run
+  // from here for what poll_input delivers.
   void on_tick(TimePoint now);
   // The earliest attempt deadline, for arming one timer; none when idle.
   std::optional<TimePoint> next_deadline() const;

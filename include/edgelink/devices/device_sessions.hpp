@@ -96,6 +96,8 @@ class DeviceSessions {
   // Down: outstanding requests fail, streams lose their sessions and stop sending.
   // Up: a reconnect is a device reset (§6.1.6); streams reopen.
   void on_transport_state(bool up, TimePoint now);
+  // The link's tick comes first, and it starts with Handlers::poll_input: the streams
+  // judge their block windows with every reply the transport already holds.
   void on_tick(TimePoint now);
   // The earliest of the link's and the streams' deadlines (RtStream::kDueNow = at once).
   std::optional<TimePoint> next_deadline() const;

@@ -11,6 +11,11 @@
 // ourselves rather than asio::serial_port: that gives one place for every termios
 // setting (serial_port applies its options one tcsetattr at a time and has no say on
 // HUPCL, exclusive access or O_CLOEXEC), and errno-level errors from open().
+//
+// Reading: the transport waits for readability (async_wait) and does the read()s
+// itself, handing each chunk to the bytes handler at once. So no bytes ever sit in a
+// completed-but-not-yet-run read handler, and deliver_pending() can take what the
+// kernel holds right now, synchronously, without overtaking bytes read earlier.
 
 #include <chrono>
 #include <cstddef>
@@ -23,6 +28,8 @@
 #include <vector>
 
 #include <asio.hpp>
+
+#include "edgelink/devices/device_transport.hpp"
 
 namespace edgelink::devices {
 
@@ -41,13 +48,14 @@ struct SerialStats {
   uint64_t opens = 0;        // successful opens (the first one and reconnects)
   uint64_t disconnects = 0;  // up -> down transitions caused by an error or EOF
   uint64_t bytes_in = 0;
+  uint64_t bytes_in_pending = 0;     // of bytes_in: taken by deliver_pending(), not by a read wakeup
   uint64_t bytes_out = 0;
   uint64_t writes_refused_down = 0;  // write() while the port is closed
   uint64_t writes_refused_full = 0;  // write() that would pass max_queue_bytes
   uint64_t bytes_discarded = 0;      // queued bytes thrown away when the port went down
 };
 
-class SerialTransport {
+class SerialTransport final : public DeviceTransport {
  public:
   using BytesHandler = std::function<void(std::span<const uint8_t>)>;
   // up = true after a successful open (ec empty); false when the port closed (ec says
@@ -66,17 +74,21 @@ class SerialTransport {
 
   // Opens now (on_state may run before this returns); on failure retries on the backoff timer. An unsupported baud rate is
   // a configuration error: returned here, nothing is scheduled.
-  std::error_code start();
+  std::error_code start() override;
   // Closes the port and stops reconnecting. Handlers are not called afterwards.
-  void stop();
+  void stop() override;
 
   // Queues bytes for writing. False (and counted) when the port is down or the
   // queue would pass max_queue_bytes: the caller decides (the link retries
   // numbered requests on their timeout; a stream counts a drop).
-  bool write(std::span<const uint8_t> bytes);
+  bool write(std::span<const uint8_t> bytes) override;
+  // Reads whatever the port already holds (non-blocking, until the kernel has no
+  // more) and hands it to the bytes handler before returning. A read error or EOF
+  // closes the port (on_state runs from here).
+  size_t deliver_pending() override;
 
-  bool is_up() const { return up_; }
-  size_t queued_bytes() const { return pending_.size() + inflight_.size(); }
+  bool is_up() const override { return up_; }
+  size_t queued_bytes() const override { return pending_.size() + inflight_.size(); }
   // The delay before the next reopen attempt (grows while opens keep failing).
   std::chrono::milliseconds backoff() const { return backoff_; }
   // Why the port last closed or the last open failed; empty while up.
@@ -88,6 +100,10 @@ class SerialTransport {
   void try_open();
   void schedule_reopen();
   void start_read();
+  void on_readable();
+  enum class ReadResult { Drained, More, Closed };
+  // Up to `max_reads` non-blocking reads, each chunk handed to on_bytes_ at once.
+  ReadResult read_now(size_t max_reads, size_t& delivered);
   void start_write();
   void fail(std::error_code ec);  // close, report down, schedule reopen
   void close_port();

@@ -43,6 +43,13 @@ struct Harness {
     };
     h.on_log_line = [this](std::string_view line, bool) { log_lines.emplace_back(line); };
     h.on_oversize_frame = [this](size_t len) { oversize.push_back(len); };
+    // Bytes that reached the port but whose read has not run yet (`port`).
+    h.poll_input = [this]() -> size_t {
+      std::vector<uint8_t> b;
+      b.swap(port);
+      link.on_bytes(b);
+      return b.size();
+    };
     return h;
   }
 
@@ -89,6 +96,7 @@ struct Harness {
   TimePoint now{};  // the fake clock
   bool accept_sends = true;
   bool reset_on_report = false;
+  std::vector<uint8_t> port;  // received, not yet read: only on_tick's poll_input takes it in
   std::vector<uint8_t> wire;
   std::vector<std::vector<uint8_t>> sent;
   std::vector<RequestResult> results;
@@ -270,6 +278,23 @@ TEST_CASE("device link: timeout, retries with the same msgNum and bytes, final f
   CHECK(h.link.counters().timeouts == 1);
   CHECK_FALSE(h.link.next_deadline());
   CHECK(h.link.outstanding() == 0);
+}
+
+TEST_CASE("device link: a reply already at the port when the attempt times out completes the request",
+          "[device_link]") {
+  Harness h;
+  const uint8_t n = h.get("v", false);  // sent once: a timeout would fail it
+  h.port = h.reply_frame(n, R"({"req":"v","rslt":"ok"})");
+  h.now += 2s;
+  h.link.on_tick(h.now);
+  REQUIRE(h.results.size() == 1);
+  CHECK(h.results[0].ok());
+  CHECK(h.link.counters().timeouts == 0);
+  CHECK(h.link.counters().retries == 0);
+  CHECK(h.link.counters().input_at_deadline == 1);
+  CHECK(h.link.counters().bytes_at_deadline > 0);
+  h.link.on_tick(h.now + 1s);  // nothing at the port: not counted
+  CHECK(h.link.counters().input_at_deadline == 1);
 }
 
 TEST_CASE("device link: a reply to a retry completes the request", "[device_link]") {

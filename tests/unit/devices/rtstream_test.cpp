@@ -293,6 +293,14 @@ struct Rig {
       return true;
     };
     h.on_report = [this](const Report& r, std::string_view) { reports.push_back(r); };
+    // What DeviceTransport::deliver_pending() does: hand over what has reached the port.
+    h.poll_input = [this]() -> size_t {
+      if (hold || dev.out.empty()) return 0;
+      Bytes b;
+      b.swap(dev.out);
+      sessions.on_bytes(b);
+      return b.size();
+    };
     return h;
   }
 
@@ -321,7 +329,7 @@ struct Rig {
   }
 
   void deliver() {
-    if (hold || dev.out.empty()) return;
+    if (hold || starved || dev.out.empty()) return;
     Bytes b;
     b.swap(dev.out);
     sessions.on_bytes(b);
@@ -369,6 +377,9 @@ struct Rig {
   TimePoint now = TimePoint{} + 1000h;
   bool transport_up = true;
   bool hold = false;  // keep the device's output on the wire (latency)
+  // The device's output has reached the port, but the loop is too busy to run the
+  // read: only a tick's poll_input (DeviceTransport::deliver_pending) takes it in.
+  bool starved = false;
   FakeDevice dev{now};
   std::vector<Report> reports;
   std::vector<std::unique_ptr<Stream>> streams;
@@ -935,6 +946,32 @@ TEST_CASE("rtstream: a BUSY after the block's window is reported as loss", "[rts
   CHECK(st.s->counters().dropped_late == 475);
   REQUIRE(st.count(RtStreamEvent::DataLost) == 1);
   CHECK(rig.dev.endpoint_data("upyconsole").size() == 2000 - 475);
+}
+
+TEST_CASE("rtstream: a BUSY already at the port when the window ends counts for its block", "[rtstream]") {
+  // A loaded gateway: the device answered BUSY in time, but the loop runs the window's
+  // timer before the read that holds the reply. The tick must take that reply in first.
+  Rig rig;
+  auto& st = rig.add("upyconsole");
+  st.s->open(rig.now);
+  rig.run_for(10ms);
+  const Bytes data = pattern(2000, 13);
+  st.s->write(data);
+  rig.dev.busy = 1;
+  rig.starved = true;
+  rig.run_for(st.s->options().block_window * 3 / 2);
+  CHECK(rig.sessions.link().counters().input_at_deadline >= 1);
+  rig.starved = false;
+  rig.run_for(2s);
+  CHECK(st.s->counters().late_notices == 0);
+  CHECK(st.s->counters().busy == 1);
+  CHECK(st.s->counters().resends == 1);
+  CHECK(st.count(RtStreamEvent::DataLost) == 0);
+  CHECK(rig.dev.endpoint_data("upyconsole") == data);
+  REQUIRE(rig.dev.blocks.size() >= 2);
+  CHECK(rig.dev.blocks[0].outcome == "BUSY");
+  CHECK(rig.dev.blocks[1].pos == rig.dev.blocks[0].pos + rig.dev.blocks[0].len);  // resent at sokto
+  CHECK(rig.dev.blocks[1].len == rig.dev.blocks[0].len);
 }
 
 TEST_CASE("rtstream: transport down suspends; up reopens and resends what was not confirmed", "[rtstream]") {

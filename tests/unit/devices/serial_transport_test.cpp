@@ -17,6 +17,7 @@
 #include <filesystem>
 #include <functional>
 #include <string>
+#include <thread>
 #include <vector>
 
 using namespace edgelink::devices;
@@ -219,6 +220,54 @@ TEST_CASE("serial transport: bytes both ways, unplug, backoff, replug at the sam
   io.run_for(50ms);
   CHECK(t.stats().open_attempts == attempts);  // stopped: no reconnecting
   CHECK(ev.downs() == 1);                       // stop() is not reported as a failure
+}
+
+TEST_CASE("serial transport: deliver_pending hands over what the port holds, in order, without the loop",
+          "[pty]") {
+  asio::io_context io;
+  LinkDir dir;
+  Pty pty;
+  dir.point_to(pty.slave_path());
+  Events ev;
+  SerialTransport t(
+      io, fast_options(dir.link), [&](std::span<const uint8_t> b) { ev.in.insert(ev.in.end(), b.begin(), b.end()); },
+      [&](bool up, std::error_code ec) { ev.states.emplace_back(up, ec); });
+  REQUIRE_FALSE(t.start());
+  CHECK(t.deliver_pending() == 0);  // nothing there: returns at once
+
+  // The loop has not run since the device wrote: a starved gateway at a timer's expiry.
+  const auto first = all_bytes(3);
+  pty.write(first);
+  // The pty moves the bytes to the reader through a kernel worker: give it a moment.
+  size_t got = 0;
+  for (int i = 0; i < 200 && got < first.size(); ++i) {
+    got += t.deliver_pending();
+    if (got < first.size()) std::this_thread::sleep_for(1ms);
+  }
+  CHECK(got == first.size());
+  CHECK(ev.in == first);
+  CHECK(t.stats().bytes_in_pending == first.size());
+
+  // The wakeup for those bytes finds nothing more; later bytes follow them in order.
+  const auto second = all_bytes(2);
+  pty.write(second);
+  REQUIRE(run_until(io, [&] { return ev.in.size() >= first.size() + second.size(); }));
+  io.restart();
+  io.run_for(20ms);
+  std::vector<uint8_t> both = first;
+  both.insert(both.end(), second.begin(), second.end());
+  CHECK(ev.in == both);
+  CHECK(t.stats().bytes_in == both.size());
+
+  // An unplug seen by deliver_pending is reported like one seen by a read.
+  pty.close();
+  for (int i = 0; i < 200 && t.is_up(); ++i) {
+    t.deliver_pending();
+    if (t.is_up()) std::this_thread::sleep_for(1ms);
+  }
+  CHECK_FALSE(t.is_up());
+  CHECK(ev.downs() == 1);
+  t.stop();
 }
 
 TEST_CASE("serial transport: a path that appears after start is opened", "[pty]") {
