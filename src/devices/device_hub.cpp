@@ -35,6 +35,11 @@ constexpr size_t kStreamQueueBytes = 64 * 1024;
 // A reply that has reached the port but whose read the starved loop has not run yet
 // is not late: every tick takes in what the port holds first (poll_input below).
 constexpr std::chrono::milliseconds kDeviceTurnaround{20};
+// A complaint that still comes late (a slow link, a loaded host, a device busier than
+// that) doubles the device's turnaround, for all its streams, up to this (RtStream::
+// on_late_notice). It costs throughput (one block per window), so it is bounded: a
+// 250 ms turnaround makes a 115200-baud window about 335 ms instead of 105 ms.
+constexpr std::chrono::milliseconds kDeviceTurnaroundMax{250};
 
 uint64_t wall_ms() {
   return static_cast<uint64_t>(
@@ -116,6 +121,8 @@ RtStreamOptions stream_options(const DeviceConfig& dc, size_t streams) {
   RtStreamOptions o;
   o.max_queue_bytes = kStreamQueueBytes;
   o.block_window = rtstream_block_window(dc, streams);
+  o.turnaround = kDeviceTurnaround;  // the part of block_window that late complaints grow
+  o.turnaround_max = kDeviceTurnaroundMax;
   return o;
 }
 }  // namespace
@@ -237,6 +244,9 @@ std::shared_ptr<DeviceHub::Device> DeviceHub::build(const DeviceConfig& dc,
         case RtStreamEvent::DataLost:
           ++sp->data_lost;
           log::limited(limiter_, "lost:" + who, LogLevel::Warn, kLog, who, ": rtstream data lost: ", detail);
+          break;
+        case RtStreamEvent::WindowGrown:
+          log::limited(limiter_, "window:" + who, LogLevel::Warn, kLog, who, ": rtstream ", detail);
           break;
         case RtStreamEvent::OpenFailed:
         case RtStreamEvent::SessionLost:
@@ -651,7 +661,8 @@ void DeviceHub::write_status(Writer& w) const {
       u64("stream_id", rt.stream_id());
       str("last_error", rt.last_error());
       u64("queued_bytes", rt.queued_bytes());
-      u64("block_window_ms", static_cast<uint64_t>(rt.options().block_window.count()));
+      u64("block_window_ms", static_cast<uint64_t>(rt.block_window().count()));
+      u64("turnaround_ms", static_cast<uint64_t>(rt.turnaround().count()));
       u64("bytes_written", c.bytes_written);
       u64("bytes_out", c.bytes_out);
       u64("bytes_in", c.bytes_in);
@@ -672,6 +683,7 @@ void DeviceHub::write_status(Writer& w) const {
       u64("write_refused", c.write_refused);
       u64("dropped_closed", c.dropped_closed);
       u64("dropped_late", c.dropped_late);
+      u64("window_grown", c.window_grown);
       u64("data_lost", s.data_lost);
       u64("quiet_closes", s.quiet_closes);
       w.Key("tcp");

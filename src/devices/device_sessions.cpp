@@ -17,7 +17,9 @@ DeviceLink::Handlers DeviceSessions::wrap(DeviceLink::Handlers h) {
           notice && notice->kind != BlockNoticeKind::Okto && notice->stream_id) {
         if (RtStream* s = by_stream_id(*notice->stream_id)) {
           ++counters_.notices_routed;
+          const auto before = s->turnaround();
           s->on_block_notice(*notice);
+          if (s->turnaround() > before) share_turnaround(s->turnaround());
           return;
         }
         // A stream we closed, or one whose ID went stale with a reset.
@@ -47,6 +49,13 @@ DeviceLink::Handlers DeviceSessions::wrap(DeviceLink::Handlers h) {
     if (report.is_shutdown()) start_restart_wait();
   };
   return h;
+}
+
+// The turnaround is the device's and its link's, not one stream's: a late complaint on
+// one stream means the others' complaints would be late too.
+void DeviceSessions::share_turnaround(std::chrono::milliseconds turnaround) {
+  turnaround_ = std::max(turnaround_, turnaround);
+  for (auto& e : streams_) e.stream->raise_turnaround(turnaround_);
 }
 
 RtStream* DeviceSessions::by_stream_id(uint8_t id) {
@@ -112,6 +121,7 @@ RtStream* DeviceSessions::add_stream(std::string name, std::string endpoint, std
   stream->set_stream_id_hook([this](RtStream& s) { on_stream_id(s); });
   stream->set_suspended(!transport_up_);
   if (restart_pending_) stream->on_device_restarting();
+  stream->raise_turnaround(turnaround_);  // what the device's other streams learnt
   RtStream* raw = stream.get();
   streams_.push_back({std::move(name), std::move(stream)});
   return raw;

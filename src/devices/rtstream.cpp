@@ -12,6 +12,7 @@ const char* to_string(RtStreamEvent event) {
     case RtStreamEvent::OpenFailed: return "open failed";
     case RtStreamEvent::SessionLost: return "session lost";
     case RtStreamEvent::DataLost: return "data lost";
+    case RtStreamEvent::WindowGrown: return "window grown";
     case RtStreamEvent::Closed: return "closed";
   }
   return "?";
@@ -20,6 +21,8 @@ const char* to_string(RtStreamEvent event) {
 namespace {
 // Late complaints are matched against this many recently confirmed blocks.
 constexpr size_t kRecentBlocks = 8;
+// The least a late complaint adds to the turnaround (a 0 ms turnaround still grows).
+constexpr std::chrono::milliseconds kMinTurnaroundStep{10};
 }  // namespace
 
 RtStream::RtStream(DeviceLink& link, std::string file_name, std::string endpoint, RtStreamOptions options,
@@ -28,7 +31,8 @@ RtStream::RtStream(DeviceLink& link, std::string file_name, std::string endpoint
       file_name_(std::move(file_name)),
       endpoint_(std::move(endpoint)),
       options_(options),
-      callbacks_(std::move(callbacks)) {
+      callbacks_(std::move(callbacks)),
+      turnaround_(options.turnaround) {
   options_.max_queue_bytes = std::max<size_t>(options_.max_queue_bytes, 1);
   options_.wrap_threshold = std::min<uint32_t>(options_.wrap_threshold, kMaxFilePos);
   options_.reopen_backoff_max = std::max(options_.reopen_backoff_max, options_.reopen_backoff_min);
@@ -270,7 +274,7 @@ void RtStream::send_block(TimePoint now) {
   // send_file_block() returns.
   prev_activity_ = last_activity_;
   last_activity_ = now;
-  inflight_ = InFlight{pos, len, now + options_.block_window};
+  inflight_ = InFlight{pos, len, now + block_window()};
   ++counters_.blocks_out;
   if (link_.send_file_block(stream_id_, pos, block)) return;
   ++counters_.send_refused;
@@ -278,7 +282,7 @@ void RtStream::send_block(TimePoint now) {
     // Not on the wire: try again after a window.
     inflight_.reset();
     last_activity_ = prev_activity_;
-    next_send_at_ = now + options_.block_window;
+    next_send_at_ = now + block_window();
   }
 }
 
@@ -354,7 +358,7 @@ void RtStream::on_block_notice(const BlockNotice& notice) {
         next_send_at_.reset();
         return;
       }
-      ++counters_.late_notices;
+      on_late_notice("late BUSY");
       for (const Sent& s : recent_) {
         if (s.pos + s.len == notice.position) {
           counters_.dropped_late += s.len;
@@ -377,7 +381,7 @@ void RtStream::on_block_notice(const BlockNotice& notice) {
         next_send_at_ = kDueNow;
         return;
       }
-      ++counters_.late_notices;
+      on_late_notice("late POS_MISMATCH");
       if (!inflight_) tx_pos_ = std::max(tx_pos_, notice.position);
       event(RtStreamEvent::DataLost, "late POS_MISMATCH (device at " + std::to_string(notice.position) + ")");
       return;
@@ -414,6 +418,28 @@ void RtStream::on_file_block(const FileBlockElement& block) {
   if (rx_next_ && *rx_next_ != block.pos) ++counters_.rx_gaps;
   rx_next_ = (block.pos + static_cast<uint32_t>(block.data.size())) & kMaxFilePos;
   if (!block.data.empty() && callbacks_.on_data) callbacks_.on_data(block.data);
+}
+
+// A complaint after its block's window: the device (or the link, or this host under
+// load) answers more slowly than the turnaround allows. That block is lost; later ones
+// get a longer window.
+void RtStream::on_late_notice(const char* what) {
+  ++counters_.late_notices;
+  const auto grown = std::min(std::max(turnaround_ * 2, turnaround_ + kMinTurnaroundStep), options_.turnaround_max);
+  if (!raise_turnaround(grown)) return;
+  ++counters_.window_grown;
+  event(RtStreamEvent::WindowGrown, std::string(what) + ": block window raised to " +
+                                        std::to_string(block_window().count()) + " ms (turnaround " +
+                                        std::to_string(turnaround_.count()) + " ms)");
+}
+
+bool RtStream::raise_turnaround(std::chrono::milliseconds turnaround) {
+  const auto to = std::min(turnaround, options_.turnaround_max);
+  if (to <= turnaround_) return false;
+  // The block in flight waits the longer window too: its complaint may be as slow.
+  if (inflight_) inflight_->window_end += to - turnaround_;
+  turnaround_ = to;
+  return true;
 }
 
 void RtStream::on_device_restarting() { device_restarting_ = true; }

@@ -18,6 +18,12 @@
 //    the new session.
 // On a reset every stream forgets its streamID and reopens (RtStream::on_device_reset).
 //
+// Block windows (§6.1.3): a complaint that comes after its block's window makes that
+// stream's turnaround longer (RtStream::on_late_notice); the device's other streams,
+// and streams added later, get the same turnaround, since it is the device's and the
+// link's. It never shrinks: it lasts until the daemon restarts or a config reload
+// changes the device (which builds a new DeviceSessions).
+//
 // Session limit (§5.1): the device runs at most 4 sessions, across all its channels.
 // Each stream has its own fileName and a ufStart with the same fileName restarts the
 // existing session instead of taking a new slot, so at most `max_sessions` streams
@@ -103,6 +109,8 @@ class DeviceSessions {
   std::optional<TimePoint> next_deadline() const;
   // Between a shutdown REPORT and the end of the restart wait.
   bool device_restarting() const { return restart_pending_; }
+  // The device turnaround late complaints raised the streams' to; 0 while none did.
+  std::chrono::milliseconds turnaround() const { return turnaround_; }
 
   // For other requests to the device (v, subscription, HTTP API...).
   DeviceLink& link() { return link_; }
@@ -127,6 +135,7 @@ class DeviceSessions {
   bool any_block_in_flight() const;
   RtStream* by_stream_id(uint8_t id);
   void on_stream_id(RtStream& stream);
+  void share_turnaround(std::chrono::milliseconds turnaround);
 
   DeviceSessionsOptions options_;
   DeviceLink::Handlers user_;
@@ -138,6 +147,7 @@ class DeviceSessions {
   bool restart_pending_ = false;
   std::optional<TimePoint> restart_until_;
   DeviceSessionsCounters counters_;
+  std::chrono::milliseconds turnaround_{0};  // the longest any stream's grew to (0: none grew)
 };
 
 }  // namespace edgelink::devices

@@ -21,6 +21,9 @@
 //    detected (§6.1.3). A complaint that arrives after its block's window has closed
 //    ("late") cannot be repaired without reordering or duplicating: it is counted
 //    and reported as DataLost. Size `block_window` for the transport's round trip.
+//    A late complaint also shows the device's turnaround was too short for this link:
+//    the turnaround part of the window doubles (capped at `turnaround_max`) so later
+//    blocks get the longer window, the block in flight included (WindowGrown).
 //  * Announced restart (a shutdown REPORT, §7.5): the firmware runs on for about a
 //    second before it restarts, so its session still takes blocks. The router calls
 //    on_device_restarting(): nothing new is sent (no block, no ufStart, no keepalive)
@@ -78,6 +81,13 @@ struct RtStreamOptions {
   // suits fast command UARTs; slow or console ports want more. Throughput is at most
   // one block per window.
   std::chrono::milliseconds block_window{100};
+  // The part of block_window allowed for the device's turnaround (its reply's way back,
+  // the firmware's loop, a loaded host). A late complaint doubles it (by at least
+  // 10 ms) up to turnaround_max, and every later window grows by as much; it does not
+  // shrink again (the stream's DeviceSessions shares it with the device's other
+  // streams). turnaround_max at or below turnaround turns the growth off.
+  std::chrono::milliseconds turnaround{20};
+  std::chrono::milliseconds turnaround_max{250};
   // Pause before resending after a BUSY (the reference client waits 50 ms).
   std::chrono::milliseconds busy_backoff{50};
   // §6.1.4: 5 s, so a keepalive plus one 2 s retry still lands within the device's
@@ -104,6 +114,7 @@ enum class RtStreamEvent {
   OpenFailed,   // fail reply, timeout, or a fail for the first block (§6.1.1 step 4); retried on backoff
   SessionLost,  // SESSION_NOT_FOUND, a hard block failure or a device reset; the stream reopens
   DataLost,     // bytes that may not have reached the endpoint (a late complaint)
+  WindowGrown,  // a late complaint made the turnaround, and so the block window, longer
   Closed,       // close() (not reported for the destructor)
 };
 const char* to_string(RtStreamEvent event);
@@ -141,6 +152,7 @@ struct RtStreamCounters {
   uint64_t dropped_closed = 0;   // queued bytes discarded by close()
   uint64_t dropped_late = 0;     // bytes of a confirmed block a late BUSY said were dropped
   uint64_t unexpected_notices = 0;
+  uint64_t window_grown = 0;     // late complaints that made this stream's turnaround longer
 };
 
 class RtStream {
@@ -187,6 +199,10 @@ class RtStream {
   void on_device_reset();
   // While suspended (transport down) nothing is sent and no deadline is due.
   void set_suspended(bool suspended);
+  // At least `turnaround` from now on (capped at turnaround_max), for every block
+  // window including the one in flight; true when it grew. The router passes one
+  // stream's grown turnaround on to the device's other streams.
+  bool raise_turnaround(std::chrono::milliseconds turnaround);
   // Called whenever ufStart gives this stream a streamID (the router checks collisions).
   void set_stream_id_hook(std::function<void(RtStream&)> hook) { stream_id_hook_ = std::move(hook); }
 
@@ -204,6 +220,10 @@ class RtStream {
   bool block_in_flight() const { return inflight_.has_value(); }
   const RtStreamCounters& counters() const { return counters_; }
   const RtStreamOptions& options() const { return options_; }
+  // The device turnaround now allowed (options().turnaround, grown by late complaints)
+  // and the block window it gives: options().block_window plus the growth.
+  std::chrono::milliseconds turnaround() const { return turnaround_; }
+  std::chrono::milliseconds block_window() const { return options_.block_window + (turnaround_ - options_.turnaround); }
 
  private:
   enum class StartReason { Open, Reopen, Keepalive, Wrap };
@@ -226,6 +246,7 @@ class RtStream {
   void confirm_inflight();
   void send_block(TimePoint now);
   void maybe_writable();
+  void on_late_notice(const char* what);  // "late BUSY", "late POS_MISMATCH"
   void event(RtStreamEvent e, std::string_view detail);
   std::chrono::milliseconds backoff() const;
 
@@ -266,6 +287,7 @@ class RtStream {
   TimePoint last_activity_{};  // last block or ufStart sent: the device's idle timer
   TimePoint prev_activity_{};  // before the in-flight block (a POS_MISMATCH block is no activity)
   bool want_writable_ = false;
+  std::chrono::milliseconds turnaround_;  // options_.turnaround, grown by late complaints
 
   std::optional<uint32_t> rx_next_;  // where the next device block should start
 

@@ -948,6 +948,109 @@ TEST_CASE("rtstream: a BUSY after the block's window is reported as loss", "[rts
   CHECK(rig.dev.endpoint_data("upyconsole").size() == 2000 - 475);
 }
 
+TEST_CASE("rtstream: a late BUSY raises the block window for the blocks after it", "[rtstream]") {
+  Rig rig;
+  auto& st = rig.add("upyconsole");
+  st.s->open(rig.now);
+  rig.run_for(10ms);
+  REQUIRE(st.s->turnaround() == 20ms);
+  REQUIRE(st.s->block_window() == 100ms);
+  const Bytes data = pattern(3000, 21);
+  st.s->write(data);
+
+  // Block 0's BUSY comes back after its 100 ms window: lost, and the turnaround doubles.
+  rig.dev.busy = 1;
+  rig.hold = true;
+  rig.run_for(150ms);
+  rig.hold = false;
+  rig.run_for(1ms);
+  CHECK(st.s->counters().late_notices == 1);
+  CHECK(st.s->counters().window_grown == 1);
+  CHECK(st.s->turnaround() == 40ms);
+  CHECK(st.s->block_window() == 120ms);
+  REQUIRE(st.count(RtStreamEvent::WindowGrown) == 1);
+  CHECK(std::find_if(st.events.begin(), st.events.end(), [](const auto& e) {
+          return e.first == RtStreamEvent::WindowGrown &&
+                 e.second.find("late BUSY: block window raised to 120 ms") != std::string::npos;
+        }) != st.events.end());
+
+  // The block after it gets the longer window, so a BUSY 110 ms after its block, late
+  // for the old 100 ms window, now counts and the block is resent.
+  const size_t n = rig.dev.blocks.size();
+  rig.dev.busy = 1;
+  rig.hold = true;
+  for (int i = 0; i < 1000 && rig.dev.blocks.size() == n; ++i) rig.run_for(1ms);
+  REQUIRE(rig.dev.blocks.size() == n + 1);
+  const TimePoint sent = rig.dev.blocks.back().at;
+  // Block 1 was in flight when the window grew: it waited the longer window too.
+  CHECK(sent - rig.dev.blocks[n - 1].at >= 120ms);
+  rig.run_until(sent + 110ms);
+  rig.hold = false;
+  rig.run_for(3s);
+  CHECK(st.s->counters().busy == 1);
+  CHECK(st.s->counters().resends == 1);
+  CHECK(st.s->counters().late_notices == 1);
+  CHECK(st.s->counters().window_grown == 1);
+  CHECK(st.count(RtStreamEvent::DataLost) == 1);  // block 0 only
+  CHECK(rig.dev.endpoint_data("upyconsole").size() == data.size() - 475);
+  CHECK(st.s->queued_bytes() == 0);
+}
+
+TEST_CASE("rtstream: late complaints grow the device's turnaround up to its cap, for all its streams",
+          "[rtstream]") {
+  Rig rig;
+  auto& a = rig.add("upyconsole");
+  auto& b = rig.add("other", "echo");
+  a.s->open(rig.now);
+  b.s->open(rig.now);
+  rig.run_for(10ms);
+  a.s->write(pattern(20 * 475, 22));
+  // The next block's BUSY comes back just after its window.
+  auto late_busy = [&] {
+    const size_t n = rig.dev.blocks.size();
+    rig.dev.busy = 1;
+    rig.hold = true;
+    for (int i = 0; i < 1000 && rig.dev.blocks.size() == n; ++i) rig.run_for(1ms);
+    REQUIRE(rig.dev.blocks.size() == n + 1);
+    rig.run_until(rig.dev.blocks.back().at + a.s->block_window() + 5ms);
+    rig.hold = false;
+    rig.run_for(1ms);
+  };
+  const std::chrono::milliseconds want[] = {40ms, 80ms, 160ms, 250ms, 250ms};
+  for (const auto t : want) {
+    late_busy();
+    CHECK(a.s->turnaround() == t);
+    CHECK(b.s->turnaround() == t);  // the device's turnaround, not one stream's
+  }
+  CHECK(a.s->counters().late_notices == 5);
+  CHECK(a.s->counters().window_grown == 4);  // the fifth found it at the cap
+  CHECK(a.count(RtStreamEvent::WindowGrown) == 4);
+  CHECK(a.s->block_window() == 330ms);
+  CHECK(b.s->block_window() == 330ms);
+  CHECK(b.s->counters().window_grown == 0);
+  CHECK(rig.sessions.turnaround() == 250ms);
+  // A stream added later starts with what the device's streams learnt.
+  auto& c = rig.add("third", "echo");
+  CHECK(c.s->turnaround() == 250ms);
+
+  // With turnaround_max at the turnaround, nothing grows.
+  RtStreamOptions fixed;
+  fixed.turnaround_max = fixed.turnaround;
+  Rig rig2;
+  auto& d = rig2.add("upyconsole", "upyconsole", fixed);
+  d.s->open(rig2.now);
+  rig2.run_for(10ms);
+  d.s->write(pattern(2000, 23));
+  rig2.dev.busy = 1;
+  rig2.hold = true;
+  rig2.run_for(150ms);
+  rig2.hold = false;
+  rig2.run_for(1s);
+  CHECK(d.s->counters().late_notices == 1);
+  CHECK(d.s->counters().window_grown == 0);
+  CHECK(d.s->block_window() == 100ms);
+}
+
 TEST_CASE("rtstream: a BUSY already at the port when the window ends counts for its block", "[rtstream]") {
   // A loaded gateway: the device answered BUSY in time, but the loop runs the window's
   // timer before the read that holds the reply. The tick must take that reply in first.
