@@ -14,7 +14,7 @@
 #include <toml++/toml.h>
 
 #include "config_reader.hpp"
-#include "edgelink/devices/serial_transport.hpp"
+#include "edgelink/util/baud_rates.hpp"
 
 namespace edgelink {
 namespace {
@@ -368,14 +368,9 @@ void Loader::load_devices(const toml::table& t, std::map<std::string, DeviceConf
         assign(d.path, std::move(p));
       } else if (key == "baud") {
         auto baud = int_as<uint32_t>(dv, kpath, 1, 0xffffffff);
-        if (baud && !devices::SerialTransport::supported_baud(*baud)) {
-          static constexpr uint32_t kRates[] = {1200,   2400,   4800,    9600,    19200,   38400,
-                                                57600,  115200, 230400,  460800,  500000,  576000,
-                                                921600, 1000000, 1152000, 1500000, 2000000, 2500000,
-                                                3000000, 3500000, 4000000};
+        if (baud && !supported_baud(*baud)) {
           std::string rates;
-          for (uint32_t r : kRates)
-            if (devices::SerialTransport::supported_baud(r)) rates += (rates.empty() ? "" : ", ") + std::to_string(r);
+          for (uint32_t r : kSupportedBaudRates) rates += (rates.empty() ? "" : ", ") + std::to_string(r);
           error(dv, kpath + ": " + std::to_string(*baud) + " is not a supported baud rate; use one of " + rates);
           baud.reset();
         }

@@ -97,7 +97,7 @@ SerialTransport::~SerialTransport() {
 }
 
 std::error_code SerialTransport::start() {
-  if (!supported_baud(options_.baud)) return std::make_error_code(std::errc::invalid_argument);
+  if (!speed_constant(options_.baud)) return std::make_error_code(std::errc::invalid_argument);
   if (running_) return {};
   running_ = true;
   backoff_ = options_.reconnect_min;

@@ -62,10 +62,9 @@ class SerialTransport final : public DeviceTransport {
   // why: eof, EIO, ...). Failed reopen attempts are not reported, only counted.
   using StateHandler = std::function<void(bool up, std::error_code ec)>;
 
-  // The termios speed constant for `baud`, or 0 when Linux has none (only the
-  // standard rates are mapped; config validation can call this before opening).
+  // The termios speed constant for `baud`, or 0 when Linux has none (the rates of
+  // kSupportedBaudRates are mapped; util/baud_rates.hpp).
   static unsigned speed_constant(uint32_t baud);
-  static bool supported_baud(uint32_t baud) { return speed_constant(baud) != 0; }
 
   SerialTransport(asio::io_context& io, SerialOptions options, BytesHandler on_bytes, StateHandler on_state);
   ~SerialTransport();
