@@ -13,13 +13,12 @@
 #include <set>
 #include <toml++/toml.h>
 
+#include "config_loader.hpp"
 #include "config_reader.hpp"
-#include "edgelink/util/baud_rates.hpp"
 
 namespace edgelink {
+namespace config_detail {
 namespace {
-
-using namespace config_detail;
 
 constexpr const char* kDefaultStreamTopic =
     "/tenants/{tenant_id}/devices/{device_id}/events/{stream}/jsonarray";
@@ -28,24 +27,6 @@ constexpr const char* kDefaultActionStatusTopic =
 // Guards against pointing the loader at /dev/zero-like or huge files.
 constexpr size_t kMaxConfigBytes = 16u << 20;
 constexpr size_t kMaxSecretBytes = 64u << 10;
-
-// A listening address (of a tcpapp or an rtstream) normalised for conflict checks.
-struct AppSite {
-  std::string label;  // "tcpapps.NAME" or "rtstreams.NAME", for messages
-  toml::source_position pos;
-  const toml::node* port_node = nullptr;
-  std::array<unsigned char, 16> addr{};
-  bool any = false;  // 0.0.0.0 or :: also takes every other address on that port
-  uint16_t port = 0;
-  std::string bind;
-};
-
-// Where a device or rtstream value was set, for checks across sections.
-struct ValueSite {
-  std::string owner;  // device or rtstream name
-  std::string value;
-  const toml::node* node = nullptr;
-};
 
 // Top-level keys and sections of uplink's config.toml that configure uplink features
 // edgelink does not have. A pasted uplink file names them; they are reported as what
@@ -91,50 +72,7 @@ const char* uplink_feature(std::string_view key) {
 // through the one disk spool like any batch.
 constexpr const char* kUplinkActionStatusKeys[] = {"batch_size", "flush_period", "priority", "persistence"};
 
-bool before(const ValueSite& a, const ValueSite& b) { return a.node->source().begin < b.node->source().begin; }
-
-struct ActionSite {
-  std::string name;
-  std::string app;
-  const toml::node* node = nullptr;
-};
-
-class Loader : public ValueReader {
- public:
-  using ValueReader::ValueReader;
-
-  void load(const toml::table& root, Config& c);
-
- private:
-  void load_broker(const toml::table& t, BrokerConfig& b);
-  bool load_broker_limit(const std::string& key, const toml::node& v, const std::string& path, BrokerConfig& b);
-  void load_uplink_mqtt(const toml::table& t, const toml::table& root, BrokerConfig& b);
-  void load_tls(const toml::table& t, TlsConfig& tls);
-  void load_apps(const toml::table& t, std::map<std::string, AppConfig>& apps);
-  void load_actions(const toml::node& n, const std::string& path, AppConfig& app);
-  void load_streams(const toml::table& t, Config& c);
-  void load_stream(const toml::table& t, const std::string& path, StreamConfig& s);
-  void load_devices(const toml::table& t, std::map<std::string, DeviceConfig>& devices);
-  void load_rtstreams(const toml::table& t, std::map<std::string, RtStreamConfig>& rtstreams);
-  std::optional<std::string> bind_value(const toml::node& n, const std::string& path);
-  std::optional<std::string> session_text(const toml::node& n, const std::string& path);
-  void add_site(const std::string& label, const toml::table& at, const toml::node& port_node, uint16_t port,
-                const std::string& bind);
-  void check_sites();
-  void check_devices();
-  void load_spool(const toml::table& t, SpoolConfig& s);
-  void load_log(const toml::table& t, LogConfig& l);
-
-  std::vector<AppSite> sites_;
-  std::vector<ActionSite> action_sites_;
-  size_t configured_streams_ = 0;
-  // Devices whose table was read (even with bad values): an rtstream naming one of
-  // them gets no follow-on "unknown device" error.
-  std::set<std::string> device_names_;
-  std::vector<ValueSite> device_paths_;      // owner = device
-  std::vector<ValueSite> rtstream_devices_;  // owner = rtstream, value = device
-  std::vector<ValueSite> rtstream_files_;    // owner = rtstream, value = device + '\0' + file_name
-};
+}  // namespace
 
 void Loader::load(const toml::table& root, Config& c) {
   c.streams[kActionStatusStream] = StreamConfig{kActionStatusStream, kDefaultActionStatusTopic, 1,
@@ -258,210 +196,6 @@ std::optional<std::string> Loader::bind_value(const toml::node& n, const std::st
     bind.reset();
   }
   return bind;
-}
-
-// endpoint and file_name travel inside the ufStart JSON and name a device session.
-// Quotes, backslashes and control characters have no business there, and the device
-// keeps names short.
-std::optional<std::string> Loader::session_text(const toml::node& n, const std::string& path) {
-  auto v = string_value(n, path);
-  if (!v) return v;
-  const bool bad = std::any_of(v->begin(), v->end(), [](char ch) {
-    const auto c = static_cast<unsigned char>(ch);
-    return c < 0x20 || c == 0x7f || c == '"' || c == '\\';
-  });
-  if (bad) {
-    error(n, path + ": must not contain quotes, backslashes or control characters, got " + quote(*v));
-    return std::nullopt;
-  }
-  if (v->size() > 64) {
-    error(n, path + ": must be at most 64 bytes, got " + std::to_string(v->size()));
-    return std::nullopt;
-  }
-  return v;
-}
-
-// Checks that span [devices] and [rtstreams], in file order so each error lands on the
-// later of two clashing entries.
-void Loader::check_devices() {
-  std::sort(device_paths_.begin(), device_paths_.end(), before);
-  for (size_t i = 0; i < device_paths_.size(); ++i) {
-    for (size_t j = 0; j < i; ++j) {
-      if (device_paths_[j].value != device_paths_[i].value) continue;
-      // TIOCEXCL would make the second open fail with EBUSY on every retry.
-      error(*device_paths_[i].node, "devices." + key_part(device_paths_[i].owner) + ".path: " +
-                                        quote(device_paths_[i].value) + " is already used by devices." +
-                                        key_part(device_paths_[j].owner));
-      break;
-    }
-  }
-
-  std::sort(rtstream_devices_.begin(), rtstream_devices_.end(), before);
-  std::map<std::string, size_t> per_device;
-  for (const ValueSite& s : rtstream_devices_) {
-    if (!device_names_.count(s.value)) {
-      error(*s.node, "rtstreams." + key_part(s.owner) + ".device: no device " + quote(s.value) +
-                         " is configured in [devices]");
-    } else if (++per_device[s.value] > kMaxRtStreamsPerDevice) {
-      error(*s.node, "rtstreams." + key_part(s.owner) + ".device: device " + quote(s.value) + " already has " +
-                         std::to_string(kMaxRtStreamsPerDevice) +
-                         " rtstreams, the most its sessions allow (spec/ricrest.md 5.1)");
-    }
-  }
-
-  // ufStart with a fileName that is already open on the channel restarts that session
-  // (§5.1): two rtstreams with one file_name would share, and fight over, one session.
-  std::sort(rtstream_files_.begin(), rtstream_files_.end(), before);
-  for (size_t i = 0; i < rtstream_files_.size(); ++i) {
-    for (size_t j = 0; j < i; ++j) {
-      if (rtstream_files_[j].value != rtstream_files_[i].value) continue;
-      const std::string& v = rtstream_files_[i].value;
-      error(*rtstream_files_[i].node, "rtstreams." + key_part(rtstream_files_[i].owner) + ": file_name " +
-                                          quote(v.substr(v.find('\0') + 1)) + " is already used on device " +
-                                          quote(v.substr(0, v.find('\0'))) + " by rtstreams." +
-                                          key_part(rtstream_files_[j].owner) +
-                                          " (the device would treat both as one session)");
-      break;
-    }
-  }
-}
-
-void Loader::load_devices(const toml::table& t, std::map<std::string, DeviceConfig>& devices) {
-  for (auto&& [k, v] : t) {
-    const std::string name(k.str());
-    const std::string path = "devices." + key_part(name);
-    if (!valid_name(name)) {
-      error(k.source(), path + ": device name must be 1..64 letters, digits, '_' or '-'");
-      continue;
-    }
-    const auto* dt = table_value(v, path);
-    if (!dt) continue;
-    device_names_.insert(name);
-    DeviceConfig d;
-    d.name = name;
-    bool transport_ok = true;
-    bool framing_ok = true;
-    for (auto&& [dk, dv] : *dt) {
-      const std::string key(dk.str());
-      const std::string kpath = path + "." + key;
-      if (key == "transport") {
-        auto s = string_value(dv, kpath);
-        transport_ok = false;
-        if (!s) continue;
-        if (iequals(*s, "serial")) {
-          d.transport = DeviceTransport::Serial;
-          transport_ok = true;
-        } else if (iequals(*s, "ble")) {
-          error(dv, kpath + ": \"ble\" is not supported yet; only \"serial\" is");
-        } else {
-          error(dv, kpath + ": must be \"serial\" (\"ble\" is planned), got " + quote(*s));
-        }
-      } else if (key == "path") {
-        auto p = string_value(dv, kpath);
-        // The daemon reopens the path after every unplug, long after start-up: a
-        // relative path would depend on the working directory at that time.
-        if (p && p->front() != '/') {
-          error(dv, kpath + ": must be an absolute path like \"/dev/serial/by-id/...\", got " + quote(*p));
-          p.reset();
-        }
-        if (p) device_paths_.push_back({name, *p, &dv});
-        assign(d.path, std::move(p));
-      } else if (key == "baud") {
-        auto baud = int_as<uint32_t>(dv, kpath, 1, 0xffffffff);
-        if (baud && !supported_baud(*baud)) {
-          std::string rates;
-          for (uint32_t r : kSupportedBaudRates) rates += (rates.empty() ? "" : ", ") + std::to_string(r);
-          error(dv, kpath + ": " + std::to_string(*baud) + " is not a supported baud rate; use one of " + rates);
-          baud.reset();
-        }
-        assign(d.baud, baud);
-      } else if (key == "framing") {
-        auto f = enum_value<DeviceFraming>(dv, kpath, {{"hdlc", DeviceFraming::Hdlc},
-                                                      {"console", DeviceFraming::Console}});
-        framing_ok = f.has_value();
-        assign(d.framing, f);
-      } else if (key == "log_stream") {
-        auto s = string_value(dv, kpath);
-        if (s && !valid_name(*s)) {
-          error(dv, kpath + ": a stream name must be 1..64 letters, digits, '_' or '-', got " + quote(*s));
-          s.reset();
-        } else if (s && *s == kActionStatusStream) {
-          error(dv, kpath + ": \"action_status\" is the built-in action status stream");
-          s.reset();
-        }
-        assign(d.log_stream, std::move(s));
-      } else if (key == "max_frame_bytes") {
-        assign(d.max_frame_bytes, int_as<size_t>(dv, kpath, kMinDeviceFrameBytes, kMaxDeviceFrameBytes));
-      } else {
-        unknown(dk, "in [" + path + "]");
-      }
-    }
-    if (transport_ok && !dt->contains("path")) missing(*dt, path + ".path");
-    const toml::node* log_stream = dt->get("log_stream");
-    if (log_stream && framing_ok && d.framing != DeviceFraming::Console) {
-      error(*log_stream, path + ".log_stream: only used with framing = \"console\" (an HDLC port carries no log text)");
-    }
-    devices[name] = std::move(d);
-  }
-}
-
-void Loader::load_rtstreams(const toml::table& t, std::map<std::string, RtStreamConfig>& rtstreams) {
-  for (auto&& [k, v] : t) {
-    const std::string name(k.str());
-    const std::string path = "rtstreams." + key_part(name);
-    if (!valid_name(name)) {
-      error(k.source(), path + ": rtstream name must be 1..64 letters, digits, '_' or '-'");
-      continue;
-    }
-    const auto* rt = table_value(v, path);
-    if (!rt) continue;
-    RtStreamConfig r;
-    r.name = name;
-    bool file_name_set = false;
-    for (auto&& [rk, rv] : *rt) {
-      const std::string key(rk.str());
-      const std::string kpath = path + "." + key;
-      if (key == "device") {
-        auto d = string_value(rv, kpath);
-        if (d) rtstream_devices_.push_back({name, *d, &rv});
-        assign(r.device, std::move(d));
-      } else if (key == "endpoint") {
-        assign(r.endpoint, session_text(rv, kpath));
-      } else if (key == "file_name") {
-        auto f = session_text(rv, kpath);
-        file_name_set = f.has_value();
-        assign(r.file_name, std::move(f));
-      } else if (key == "port") {
-        assign(r.port, int_as<uint16_t>(rv, kpath, 1, 65535));
-      } else if (key == "bind") {
-        assign(r.bind, bind_value(rv, kpath));
-      } else if (key == "mqtt") {
-        assign(r.mqtt, bool_value(rv, kpath));
-      } else {
-        unknown(rk, "in [" + path + "]");
-      }
-    }
-    if (!rt->contains("device")) missing(*rt, path + ".device");
-    if (!rt->contains("endpoint")) missing(*rt, path + ".endpoint");
-    if (!file_name_set && !rt->contains("file_name")) r.file_name = r.endpoint;
-    const toml::node* port_node = rt->get("port");
-    const toml::node* mqtt_node = rt->get("mqtt");
-    const toml::node* bind_node = rt->get("bind");
-    if (!port_node && bind_node) error(*bind_node, path + ".bind: only used with a port");
-    // Without a port or MQTT nothing could ever open the session.
-    if (!port_node && !mqtt_node) {
-      error(*rt, path + ": needs a port, mqtt = true, or both");
-    } else if (!port_node && mqtt_node->is_boolean() && !r.mqtt) {
-      error(*mqtt_node, path + ": needs a port, mqtt = true, or both");
-    }
-    if (port_node && r.port != 0) add_site(path, *rt, *port_node, r.port, r.bind);
-    if (!r.device.empty() && !r.file_name.empty()) {
-      const toml::node* at = rt->get("file_name");
-      if (!at) at = rt->get("endpoint");
-      rtstream_files_.push_back({name, r.device + '\0' + r.file_name, at});
-    }
-    rtstreams[name] = std::move(r);
-  }
 }
 
 void Loader::load_broker(const toml::table& t, BrokerConfig& b) {
@@ -751,17 +485,21 @@ void Loader::load_log(const toml::table& t, LogConfig& l) {
   }
 }
 
+}  // namespace config_detail
+
+namespace {
+using namespace config_detail;
+
 bool issue_before(const ConfigIssue& a, const ConfigIssue& b) {
   return a.line != b.line ? a.line < b.line : a.column < b.column;
 }
-
 }  // namespace
 
 LoadResult load_config_string(std::string_view text, const std::string& source_name) {
   LoadResult result;
   Config config;
   config.source = source_name;
-  Loader loader(source_name, result);
+  config_detail::Loader loader(source_name, result);
   if (auto stray = stray_non_ascii(text)) {
     result.errors.push_back({source_name, stray->line, stray->column,
                              std::string("TOML syntax error: ") + stray->what});

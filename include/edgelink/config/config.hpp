@@ -9,7 +9,6 @@
 #include <string>
 #include <vector>
 
-
 namespace edgelink {
 
 using Millis = std::chrono::milliseconds;

@@ -1,0 +1,83 @@
+#pragma once
+// The Loader that walks the parsed TOML tree (config.cpp: top level, broker, apps,
+// streams, spool, log; config_devices.cpp: [devices] and [rtstreams]). Internal to
+// src/config.
+
+#include <array>
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include <toml++/toml.h>
+
+#include "config_reader.hpp"
+#include "edgelink/config/config.hpp"
+
+namespace edgelink::config_detail {
+
+// A listening address (of a tcpapp or an rtstream) normalised for conflict checks.
+struct AppSite {
+  std::string label;  // "tcpapps.NAME" or "rtstreams.NAME", for messages
+  toml::source_position pos;
+  const toml::node* port_node = nullptr;
+  std::array<unsigned char, 16> addr{};
+  bool any = false;  // 0.0.0.0 or :: also takes every other address on that port
+  uint16_t port = 0;
+  std::string bind;
+};
+
+// Where a device or rtstream value was set, for checks across sections.
+struct ValueSite {
+  std::string owner;  // device or rtstream name
+  std::string value;
+  const toml::node* node = nullptr;
+};
+
+inline bool before(const ValueSite& a, const ValueSite& b) { return a.node->source().begin < b.node->source().begin; }
+
+struct ActionSite {
+  std::string name;
+  std::string app;
+  const toml::node* node = nullptr;
+};
+
+class Loader : public ValueReader {
+ public:
+  using ValueReader::ValueReader;
+
+  void load(const toml::table& root, Config& c);
+
+ private:
+  void load_broker(const toml::table& t, BrokerConfig& b);
+  bool load_broker_limit(const std::string& key, const toml::node& v, const std::string& path, BrokerConfig& b);
+  void load_uplink_mqtt(const toml::table& t, const toml::table& root, BrokerConfig& b);
+  void load_tls(const toml::table& t, TlsConfig& tls);
+  void load_apps(const toml::table& t, std::map<std::string, AppConfig>& apps);
+  void load_actions(const toml::node& n, const std::string& path, AppConfig& app);
+  void load_streams(const toml::table& t, Config& c);
+  void load_stream(const toml::table& t, const std::string& path, StreamConfig& s);
+  void load_devices(const toml::table& t, std::map<std::string, DeviceConfig>& devices);
+  void load_rtstreams(const toml::table& t, std::map<std::string, RtStreamConfig>& rtstreams);
+  std::optional<std::string> bind_value(const toml::node& n, const std::string& path);
+  std::optional<std::string> session_text(const toml::node& n, const std::string& path);
+  void add_site(const std::string& label, const toml::table& at, const toml::node& port_node, uint16_t port,
+                const std::string& bind);
+  void check_sites();
+  void check_devices();
+  void load_spool(const toml::table& t, SpoolConfig& s);
+  void load_log(const toml::table& t, LogConfig& l);
+
+  std::vector<AppSite> sites_;
+  std::vector<ActionSite> action_sites_;
+  size_t configured_streams_ = 0;
+  // Devices whose table was read (even with bad values): an rtstream naming one of
+  // them gets no follow-on "unknown device" error.
+  std::set<std::string> device_names_;
+  std::vector<ValueSite> device_paths_;      // owner = device
+  std::vector<ValueSite> rtstream_devices_;  // owner = rtstream, value = device
+  std::vector<ValueSite> rtstream_files_;    // owner = rtstream, value = device + '\0' + file_name
+};
+
+}  // namespace edgelink::config_detail
