@@ -1102,6 +1102,38 @@ TEST_CASE("rtstream: transport down suspends; up reopens and resends what was no
   CHECK(rig.dev.sessions[0].data == Bytes(data.begin() + static_cast<std::ptrdiff_t>(confirmed), data.end()));
 }
 
+TEST_CASE("rtstream: REPORT, then the port goes during the restart wait: the wait ends, the new boot gets the rest",
+          "[rtstream]") {
+  // USB-CDC boards lose their port when they restart: the unplug ends the wait early and
+  // the normal reconnect takes over.
+  Rig rig;
+  auto& st = rig.add("upyconsole");
+  st.s->open(rig.now);
+  const Bytes data = pattern(3000, 15);
+  st.s->write(data);
+  rig.run_for(250ms);
+  rig.dev.reset_with_report();
+  rig.deliver();
+  REQUIRE(rig.sessions.device_restarting());
+  rig.run_for(100ms);  // the block in flight settles in the old boot
+  rig.transport_up = false;
+  rig.sessions.on_transport_state(false, rig.now);
+  CHECK_FALSE(rig.sessions.device_restarting());
+  CHECK(st.s->state_name() == std::string("suspended"));
+  const uint64_t confirmed = st.s->counters().bytes_out;
+  REQUIRE(confirmed > 0);
+  rig.dev.crash();  // the new boot
+  rig.run_for(5s);
+  rig.transport_up = true;
+  rig.sessions.on_transport_state(true, rig.now);
+  rig.run_for(3s);
+  CHECK(st.s->state() == RtStreamState::Open);
+  CHECK(rig.dev.after_report_in_old_boot() == 0);
+  REQUIRE(rig.dev.sessions.size() == 1);
+  CHECK(rig.dev.sessions[0].data == Bytes(data.begin() + static_cast<std::ptrdiff_t>(confirmed), data.end()));
+  CHECK(st.count(RtStreamEvent::DataLost) == 0);
+}
+
 TEST_CASE("rtstream: the router keeps to the device's session limit", "[rtstream]") {
   Rig rig;
   for (int i = 0; i < 4; ++i) rig.add("s" + std::to_string(i));
