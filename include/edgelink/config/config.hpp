@@ -88,6 +88,16 @@ inline constexpr size_t kMinDeviceFrameBytes = 512;
 inline constexpr size_t kMaxDeviceFrameBytes = 16 * 1024 * 1024;
 
 // [devices.NAME]: one Raft MCU.
+// One [[devices.NAME.publish]] entry.
+struct DevicePublishConfig {
+  std::string topic;   // the device's topic name, e.g. "devjson" (1..64 of [A-Za-z0-9._-])
+  std::string stream;  // the edgelink stream its points go to
+  double rate_hz = 1.0;                  // > 0 and <= 1000
+  uint32_t min_ms = 50;                  // the device's minimum gap between publishes
+  std::string trigger = "timeorchange";  // passed to the device as is
+  bool operator==(const DevicePublishConfig&) const = default;
+};
+
 struct DeviceConfig {
   std::string name;
   DeviceTransport transport = DeviceTransport::Serial;
@@ -103,6 +113,9 @@ struct DeviceConfig {
   // ones are dropped, counted and logged. The device sizes frames to its messages, so
   // this must cover its largest reply or stream block (§3.1).
   size_t max_frame_bytes = kDefaultDeviceFrameBytes;
+  // [[devices.NAME.publish]]: StatePublisher topics subscribed after every link-up and
+  // reset, each publish forwarded as a data point on `stream` (ricrest.md §7.3–§7.4).
+  std::vector<DevicePublishConfig> publish;
   bool operator==(const DeviceConfig&) const = default;
 };
 
@@ -117,6 +130,23 @@ struct RtStreamConfig {
   std::string bind = "127.0.0.1";  // only used with a port
   bool mqtt = false;      // bridge to MQTT topics as well
   bool operator==(const RtStreamConfig&) const = default;
+};
+
+// [http] (spec/http-api.md §1). No section: no listener.
+struct HttpConfig {
+  bool enabled = false;  // true when [http] is present, unless it says enabled = false
+  std::string bind = "127.0.0.1:17917";  // as written; host and port below
+  std::string host = "127.0.0.1";        // without IPv6 brackets
+  uint16_t port = 17917;
+  std::string jwt_public_key;     // PEM file; set: device requests need a JWT (§4.8)
+  std::string cors_allow_origin;  // "" adds no CORS headers
+  Millis copost_timeout{10000};
+  Millis obget_establish_timeout{20000};
+  uint32_t max_coposts_per_device = 4;
+  uint32_t max_observers_per_device = 8;
+  uint32_t observer_queue_frames = 16;
+  uint32_t max_connections = 64;
+  bool operator==(const HttpConfig&) const = default;
 };
 
 struct SpoolConfig {
@@ -149,6 +179,7 @@ struct Config {
   StreamConfig default_stream;                  // template for dynamic streams (name empty)
   std::map<std::string, DeviceConfig> devices;
   std::map<std::string, RtStreamConfig> rtstreams;  // each names a configured device
+  HttpConfig http;
   SpoolConfig spool;
   LogConfig log;
 };
