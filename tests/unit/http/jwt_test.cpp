@@ -399,3 +399,22 @@ TEST_CASE("JwtVerifier can be moved and replaced, as on a config reload", "[http
   *f.verifier = std::move(moved);
   CHECK(f.verifier->check(&new_token, "mcu1", kNow) == AuthResult::Ok);
 }
+
+TEST_CASE("JwtVerifier accepts a token made with the openssl command line as in §7 item 6", "[http]") {
+  // Made with `openssl genpkey -algorithm Ed25519`, `openssl pkey -pubout` and
+  // `openssl pkeyutl -sign -rawin`, base64url by `openssl base64 -A | tr '+/' '-_' | tr -d '='`.
+  const std::string pem =
+      "-----BEGIN PUBLIC KEY-----\n"
+      "MCowBQYDK2VwAyEA+QNyAt+ppPjJpoDEWgWOqfmEsEHsfy/3aX8MBstJDW8=\n"
+      "-----END PUBLIC KEY-----\n";
+  // {"alg":"EdDSA","typ":"JWT"}.{"sub":"mcu1","exp":4102444800}
+  const std::string header =
+      "Bearer eyJhbGciOiJFZERTQSIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJtY3UxIiwiZXhwIjo0MTAyNDQ0ODAwfQ."
+      "MIl7f54ezgVy1FIcsD7FaoC-I2BNb8XSfEOmhAuRbxDGdEdrrbITyGMS9VX7Lu9vmZtodKLHyWIOi_tNr2WxBg";
+  std::string error;
+  const auto verifier = JwtVerifier::from_pem(pem, error);
+  REQUIRE(verifier);
+  CHECK(verifier->check(&header, "mcu1", kNow) == AuthResult::Ok);
+  CHECK(verifier->check(&header, "mcu2", kNow) == AuthResult::SubjectInvalid);
+  CHECK(verifier->check(&header, "mcu1", system_clock::time_point{seconds(4102444811)}) == AuthResult::Invalid);
+}
