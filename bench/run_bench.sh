@@ -11,7 +11,9 @@
 # policy that spills past the memory budget while connected; default false, in order),
 # NICE (e.g. -10, needs root: runs mosquitto, edgelink and relay_bench at that nice
 # level, so other work on a shared machine disturbs the figures less), RELAY_BENCH (path of relay_bench, default BUILD_DIR/relay_bench), KEEP=1 keeps the
-# temp dir (configs, logs) for inspection.
+# temp dir (configs, logs) for inspection. SCRAPE=1: edgelink also serves [http], and
+# every round runs the relay twice, once as usual and once while wrk scrapes /metrics
+# as fast as it can (one connection, keep-alive), to show what scraping costs the relay.
 set -euo pipefail
 
 BUILD=${1:-/work/main/build}
@@ -26,11 +28,13 @@ IDLE_WAIT=${IDLE_WAIT:-3}
 MEMORY=${MEMORY:-16777216}
 PRIORITIZE_LIVE=${PRIORITIZE_LIVE:-false}
 NICE=${NICE:-0}
+SCRAPE=${SCRAPE:-0}
 
 for bin in "$EDGELINK" "$RELAY_BENCH"; do
   [[ -x $bin ]] || { echo "run_bench: $bin is missing or not executable" >&2; exit 2; }
 done
 command -v mosquitto >/dev/null || { echo "run_bench: mosquitto is not installed" >&2; exit 2; }
+[[ $SCRAPE != 1 ]] || command -v wrk >/dev/null || { echo "run_bench: SCRAPE=1 needs wrk (apt-get install wrk)" >&2; exit 2; }
 
 TMP=$(mktemp -d /tmp/edgelink-bench.XXXXXX)
 MOSQ_PID="" EDGELINK_PID=""
@@ -54,9 +58,10 @@ import socket, sys
 socks = [socket.socket() for _ in range(int(sys.argv[1]))]
 for s in socks: s.bind(("127.0.0.1", 0))
 print(" ".join(str(s.getsockname()[1]) for s in socks))
-for s in socks: s.close()' $((APPS + 1)))"
+for s in socks: s.close()' $((APPS + 2)))"
 BROKER_PORT=${PORTS[0]}
-APP_PORTS=("${PORTS[@]:1}")
+HTTP_PORT=${PORTS[1]}
+APP_PORTS=("${PORTS[@]:2}")
 APP_PORT_LIST=$(IFS=,; echo "${APP_PORTS[*]}")
 
 # Run as root, mosquitto would switch to user "mosquitto" and lose its log file here.
@@ -97,6 +102,11 @@ EOF
     echo 'batch_size = 100'
     echo 'flush_period = 1'
   done
+  if [[ $SCRAPE == 1 ]]; then
+    echo
+    echo '[http]'
+    echo "bind = \"127.0.0.1:$HTTP_PORT\""
+  fi
   echo
   echo '[spool]'
   echo "max_memory_bytes = $MEMORY"
@@ -157,6 +167,15 @@ for round in $(seq "$ROUNDS"); do
   T1=$(date +%s.%N)
   RUN_TICKS=$((RUN_TICKS + C1 - C0))
   RUN_WALL=$(awk -v a="$RUN_WALL" -v t0="$T0" -v t1="$T1" 'BEGIN { print a + t1 - t0 }')
+  if [[ $SCRAPE == 1 ]]; then
+    echo "round $round/$ROUNDS relay while wrk scrapes /metrics" >&2
+    nice -n "$NICE" wrk -t1 -c1 -d"$((DURATION + 1))s" "http://127.0.0.1:$HTTP_PORT/metrics" >"$TMP/wrk-$round.out" 2>&1 &
+    WRK_PID=$!
+    bench --mode relay --app-ports "$APP_PORT_LIST" --duration "$DURATION" --warmup "$WARMUP" \
+      --watch "edgelink=$EDGELINK_PID" --watch "mosquitto=$MOSQ_PID" | tee "$TMP/relay-scrape-$round.out"
+    wait "$WRK_PID" || true
+    grep -E "Requests/sec|Latency|requests in" "$TMP/wrk-$round.out" >&2 || cat "$TMP/wrk-$round.out" >&2
+  fi
   echo "round $round/$ROUNDS ceiling: plain Paho publisher, ${DURATION}s (first ${WARMUP}s excluded)" >&2
   bench --mode ceiling --streams "$APPS" --duration "$DURATION" --warmup "$WARMUP" \
     --watch "mosquitto=$MOSQ_PID" | tee "$TMP/ceiling-$round.out"
@@ -174,4 +193,4 @@ python3 "$(dirname "$0")/summarize.py" "$TMP" "$ROUNDS" \
   "apps=$APPS" "duration=$DURATION" "warmup=$WARMUP" "idle_rss=$IDLE_RSS" "idle_anon=$IDLE_ANON" \
   "idle_file=$IDLE_FILE" "idle_pss=$IDLE_PSS" "peak_rss=$PEAK_RSS" "run_cpu=$RUN_CPU" \
   "load_start=$LOAD_START" "load_end=$LOAD_END" "nproc=$(nproc)" "nice=$NICE" "memory=$MEMORY" \
-  "prioritize_live=$PRIORITIZE_LIVE"
+  "prioritize_live=$PRIORITIZE_LIVE" "scrape=$SCRAPE"

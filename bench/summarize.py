@@ -63,6 +63,24 @@ def main():
                   f"mosquitto {num(d, f'{mode}_cpu_pct_mosquitto'):.0f} (+{num(d, f'{mode}_wait_pct_mosquitto'):.0f} waiting), "
                   f"relay_bench {num(d, f'{mode}_cpu_pct_bench'):.0f} (+{num(d, f'{mode}_wait_pct_bench'):.0f} waiting)")
 
+    if env.get("scrape") == "1":
+        print()
+        print("scraping /metrics (wrk, one keep-alive connection, as fast as it answers) during a relay round")
+        for i in range(1, rounds + 1):
+            r = relay[i - 1]
+            rs = results(os.path.join(tmp, f"relay-scrape-{i}.out"))
+            rp, sp = num(r, "relay_points_per_s"), num(rs, "relay_points_per_s")
+            scrapes = math.nan
+            try:
+                for line in open(os.path.join(tmp, f"wrk-{i}.out")):
+                    if line.startswith("Requests/sec:"):
+                        scrapes = float(line.split()[1])
+            except OSError:
+                pass
+            print(f"  round {i}: relay {rp:>11,.0f} points/s alone, {sp:>11,.0f} while scraped "
+                  f"({100 * (sp - rp) / rp:+.1f} %), {scrapes:,.0f} scrapes/s, "
+                  f"{num(rs, 'relay_reordered_points'):,.0f} out of order")
+
     best_r = max(relay, key=lambda d: num(d, "relay_points_per_s") if d else -1)
     best_c = max(ceiling, key=lambda d: num(d, "ceiling_points_per_s") if d else -1)
     rp, cp = num(best_r, "relay_points_per_s"), num(best_c, "ceiling_points_per_s")

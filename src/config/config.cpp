@@ -110,6 +110,8 @@ void Loader::load(const toml::table& root, Config& c) {
       if (const auto* t = table_value(v, key)) load_devices(*t, c.devices);
     } else if (key == "rtstreams") {
       if (const auto* t = table_value(v, key)) load_rtstreams(*t, c.rtstreams);
+    } else if (key == "http") {
+      if (const auto* t = table_value(v, key)) load_http(*t, c.http);
     } else if (key == "spool") {
       if (const auto* t = table_value(v, key)) load_spool(*t, c.spool);
     } else if (key == "log") {
@@ -136,6 +138,7 @@ void Loader::load(const toml::table& root, Config& c) {
 
   check_sites();
   check_devices();
+  check_reserved_devices(root, c);
 
   // Each action name routes to exactly one app.
   std::sort(action_sites_.begin(), action_sites_.end(), [](const ActionSite& a, const ActionSite& b) {

@@ -1,7 +1,7 @@
 #pragma once
 // The Loader that walks the parsed TOML tree (config.cpp: top level, broker, apps,
 // streams, spool, log; config_devices.cpp: [devices] and [rtstreams]). Internal to
-// src/config.
+// src/config; config_http.cpp: [http].
 
 #include <array>
 #include <map>
@@ -66,6 +66,8 @@ class Loader : public ValueReader {
                 const std::string& bind);
   void check_sites();
   void check_devices();
+  void load_http(const toml::table& t, HttpConfig& h);
+  void check_reserved_devices(const toml::table& root, const Config& c);
   void load_spool(const toml::table& t, SpoolConfig& s);
   void load_log(const toml::table& t, LogConfig& l);
 

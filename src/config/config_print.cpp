@@ -161,6 +161,20 @@ std::string to_toml(const Config& c) {
     o << "mqtt = " << (r.mqtt ? "true" : "false") << "\n";
   }
 
+  if (c.http.enabled) {
+    const HttpConfig& h = c.http;
+    o << "\n[http]\n";
+    o << "bind = " << str(h.bind) << "\n";
+    if (!h.jwt_public_key.empty()) o << "jwt_public_key = " << str(h.jwt_public_key) << "\n";
+    if (!h.cors_allow_origin.empty()) o << "cors_allow_origin = " << str(h.cors_allow_origin) << "\n";
+    o << "copost_timeout = " << seconds(h.copost_timeout) << "\n";
+    o << "obget_establish_timeout = " << seconds(h.obget_establish_timeout) << "\n";
+    o << "max_coposts_per_device = " << h.max_coposts_per_device << "\n";
+    o << "max_observers_per_device = " << h.max_observers_per_device << "\n";
+    o << "observer_queue_frames = " << h.observer_queue_frames << "\n";
+    o << "max_connections = " << h.max_connections << "\n";
+  }
+
   o << "\n[spool]\n";
   o << "max_bytes = " << c.spool.max_bytes << "\n";
   o << "max_memory_bytes = " << c.spool.max_memory_bytes << "\n";
