@@ -13,6 +13,7 @@
 #include "edgelink/config/config.hpp"
 #include "edgelink/daemon/daemon.hpp"
 #include "edgelink/daemon/status_server.hpp"
+#include "edgelink/http/metrics_writer.hpp"
 #include "edgelink/util/log.hpp"
 
 namespace {
@@ -141,7 +142,9 @@ void print_status(const std::string& json) {
   }
 }
 
-int status(const std::string& path, bool json) {
+enum class StatusFormat { Human, Json, Metrics };
+
+int status(const std::string& path, StatusFormat format) {
   // Only persistence_path is needed: a running daemon can be asked even when its
   // file has since been edited into an invalid state.
   std::string persistence_path = edgelink::Config{}.persistence_path;
@@ -163,10 +166,22 @@ int status(const std::string& path, bool json) {
     std::cerr << "edgelink: " << out << "\n";
     return 1;
   }
-  if (json)
-    std::cout << out;
-  else
-    print_status(out);
+  switch (format) {
+    case StatusFormat::Json: std::cout << out; break;
+    case StatusFormat::Human: print_status(out); break;
+    case StatusFormat::Metrics: {
+      // Converted here, not in the daemon: the socket serves one thing, the status, and
+      // metrics then work without the HTTP listener (node_exporter's textfile collector).
+      rapidjson::Document d;
+      d.Parse(out.c_str(), out.size());
+      if (d.HasParseError() || !d.IsObject()) {
+        std::cerr << "edgelink: the daemon's status is not a JSON object\n";
+        return 1;
+      }
+      std::cout << edgelink::http::write_metrics(d);
+      break;
+    }
+  }
   return 0;
 }
 
@@ -176,7 +191,7 @@ int main(int argc, char** argv) {
   CLI::App app{"edgelink: edge agent daemon (local apps, MCUs and an MQTT broker)"};
   app.require_subcommand(1);
   std::string config = kDefaultConfig;
-  bool json = false;
+  bool json = false, metrics = false;
 
   auto* run_cmd = app.add_subcommand("run", "run the daemon");
   run_cmd->add_option("-c,--config", config, "configuration file")->capture_default_str();
@@ -184,14 +199,17 @@ int main(int argc, char** argv) {
   check_cmd->add_option("-c,--config", config, "configuration file")->capture_default_str();
   auto* status_cmd = app.add_subcommand("status", "show apps, streams, broker state and counters of a running daemon");
   status_cmd->add_option("-c,--config", config, "configuration file")->capture_default_str();
-  status_cmd->add_flag("--json", json, "print the status JSON (the model GET /status serves)");
+  auto* json_flag = status_cmd->add_flag("--json", json, "print the status JSON (the model GET /status serves)");
+  status_cmd->add_flag("--metrics", metrics, "print the status in Prometheus text format (what GET /metrics serves)")
+      ->excludes(json_flag);
   app.add_subcommand("version", "print the version");
 
   CLI11_PARSE(app, argc, argv);
   try {
     if (run_cmd->parsed()) return run(config);
     if (check_cmd->parsed()) return check(config);
-    if (status_cmd->parsed()) return status(config, json);
+    if (status_cmd->parsed())
+      return status(config, json ? StatusFormat::Json : metrics ? StatusFormat::Metrics : StatusFormat::Human);
     std::cout << "edgelink " << EDGELINK_VERSION << "\n";
     return 0;
   } catch (const std::exception& e) {
