@@ -70,8 +70,8 @@ void print_status(const std::string& json) {
   std::printf("edgelink %s  %s/%s  %s, up %lus\n", s(d, "version"), s(d, "project_id"), s(d, "device_id"),
               s(d, "state"), static_cast<unsigned long>(u(d, "uptime_s")));
   const auto& b = d["broker"];
-  std::printf("broker   %s  %s  reconnects %lu  published %lu  acked %lu  in flight %lu%s%s\n", s(b, "uri"),
-              s(b, "state"), u(b, "reconnects"), u(b, "published"), u(b, "acked"), u(b, "inflight"),
+  std::printf("broker   %s  %s  connects %lu  published %lu  acked %lu%s%s\n", s(b, "uri"), s(b, "state"),
+              u(b, "connects"), u(b, "published"), u(b, "acked"),
               *s(b, "last_error") ? "  last error: " : "", s(b, "last_error"));
   const auto& o = d["outbox"];
   std::printf("outbox   queued %lu  in flight %lu  %lu/%lu bytes%s\n", u(o, "queued"), u(o, "in_flight"),
@@ -100,11 +100,11 @@ void print_status(const std::string& json) {
                 : a["connected"].GetBool() ? "connected"
                                            : "waiting",
                 u(a, "points"), u(a, "statuses"), u(a, "actions_delivered"), u(a, "actions_pending"),
-                errors.empty() ? "" : "  rejected:", errors.c_str(), listening ? "" : "  retrying: ", s(a, "last_error"));
+                errors.empty() ? "" : "  errors:", errors.c_str(), listening ? "" : "  retrying: ", s(a, "last_error"));
   }
   for (const auto& [name, st] : members(d, "streams"))
-    std::printf("stream   %-16s points %lu  batches %lu  published %lu  pending points %lu\n", name.GetString(),
-                u(st, "points"), u(st, "batches"), u(st, "batches_published"), u(st, "pending_points"));
+    std::printf("stream   %-16s points %lu  batches %lu  open %lu\n", name.GetString(), u(st, "points"),
+                u(st, "batches"), u(st, "open_points"));
   for (const auto& [name, dev] : members(d, "devices")) {
     // Frames lost to the receive limit are a configuration problem worth a glance.
     const uint64_t oversize = dev.HasMember("link_counters") ? u(dev["link_counters"], "oversize_frames") : 0;
