@@ -135,9 +135,10 @@ void print_status(const std::string& json) {
     std::string lost;
     for (const char* group : {"dropped", "dropped_bytes", "errors"})
       for (const auto& [reason, n] : members(d["counters"], group))
-        if (n.IsUint64() && n.GetUint64())
-          lost += std::string("  ") + reason.GetString() + (std::string_view(group) == "dropped_bytes" ? " bytes " : " ") +
-                  std::to_string(n.GetUint64());
+        if (n.IsUint64() && n.GetUint64()) {
+          const char* unit = std::string_view(group) == "dropped_bytes" ? " bytes " : " ";
+          lost += std::string("  ") + reason.GetString() + unit + std::to_string(n.GetUint64());
+        }
     if (!lost.empty()) std::printf("counters%s\n", lost.c_str());
   }
 }

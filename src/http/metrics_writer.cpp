@@ -41,11 +41,11 @@ struct Family {
 constexpr Type C = Type::Counter;
 constexpr Type G = Type::Gauge;
 
-const std::vector<Family>& families() {
+std::vector<Family> make_families() {
   const std::string app = "apps/{app}/", stream = "streams/{stream}/", dev = "devices/{device}/";
   const std::string serial = dev + "serial/", link = dev + "link_counters/", sess = dev + "sessions/";
   const std::string rt = dev + "rtstreams/[rtstream:name]/";
-  static const std::vector<Family> table = {
+  return {
       // spec/http-api.md §3.2, in its order.
       {"edgelink_build_info", G, "The running edgelink's version (always 1).", {{.path = "version", .value_label = "version"}}},
       {"edgelink_uptime_seconds", G, "Seconds since the daemon started.", {{"uptime_s"}}},
@@ -224,6 +224,10 @@ const std::vector<Family>& families() {
        {{rt + "mqtt/bytes_in", "direction=in"}, {rt + "mqtt/bytes_out", "direction=out"}}},
       {"edgelink_rtstream_mqtt_dropped_total", C, "MQTT messages dropped: the stream's queue was full.", {{rt + "mqtt/dropped_in"}}},
   };
+}
+
+const std::vector<Family>& families() {
+  static const std::vector<Family> table = make_families();
   return table;
 }
 
