@@ -144,7 +144,7 @@ for _ in $(seq 100); do
   kill -0 "$EDGELINK_PID" 2>/dev/null || break
   if status_json | $PY -c '
 import json, sys
-d = json.load(sys.stdin)["devices"][0]
+d = next(iter(json.load(sys.stdin)["devices"].values()))
 sys.exit(0 if d["state"] == "up" and d["rtstreams"][0]["tcp"].get("listening", True) else 1)' 2>/dev/null; then
     up=1
     break
@@ -166,7 +166,7 @@ if kill -0 "$EDGELINK_PID" 2>/dev/null; then
   status_json >"$TMP/status.json" || true
   $PY - "$TMP/status.json" >>"$RES_EL" <<'EOF' || true
 import json, sys
-d = json.load(open(sys.argv[1]))["devices"][0]
+d = next(iter(json.load(open(sys.argv[1]))["devices"].values()))
 rt = d["rtstreams"][0]
 print("result el_block_window_ms", rt["block_window_ms"])
 print("result baud", d["baud"])
@@ -175,8 +175,8 @@ for k in ("blocks_out", "resends", "busy", "pos_mismatch", "late_notices", "data
     print("result el_rt_%s %s" % (k, rt.get(k)))
 print("result el_rt_tcp_pauses", rt["tcp"].get("pauses"))
 print("result el_rt_tcp_dropped", rt["tcp"].get("dropped"))
-print("result el_rt_link_retries", d["link"].get("retries"))
-print("result el_rt_link_bad_frames", d["link"].get("bad_frames"))
+print("result el_rt_link_retries", d["link_counters"].get("retries"))
+print("result el_rt_link_bad_frames", d["link_counters"].get("bad_frames"))
 EOF
   grep '^result el_rt_\|^result el_block' "$RES_EL" >&2 || true
 else

@@ -217,8 +217,8 @@ if [[ " $PHASES " == *" drain "* ]]; then
   on_disk=0 prev="" same=0
   for _ in $(seq 1200); do
     status "$CONF" >"$TMP/status-filled.json" || true
-    cur=$(json_get "$TMP/status-filled.json" '" ".join(str(v) for v in (sum(x["points"] for x in s["streams"]
-      if x["name"].startswith("s")), s["spool"]["records"], s["spool"]["backlog"], s["spool"]["writing"]))' 2>/dev/null || true)
+    cur=$(json_get "$TMP/status-filled.json" '" ".join(str(v) for v in (sum(x["points"] for name, x in s["streams"].items()
+      if name.startswith("s")), s["spool"]["records"], s["spool"]["backlog"], s["spool"]["writing"]))' 2>/dev/null || true)
     read -r pts recs backlog writing <<<"${cur:-0 0 0 1}"
     if [[ $pts == "$BACKLOG" && $recs == "$EXPECT_RECORDS" && $backlog == "$EXPECT_RECORDS" && $writing == 0 && $cur == "$prev" ]]; then
       on_disk=1
@@ -233,7 +233,7 @@ if [[ " $PHASES " == *" drain "* ]]; then
   if [[ $on_disk != 1 ]]; then
     echo "spool_bench: the backlog did not settle on disk (points, records, backlog, writing: $cur;" \
          "expected $BACKLOG points, $EXPECT_RECORDS records); outbox and apps:" >&2
-    json_get "$TMP/status-filled.json" '(s["outbox"], [(a["name"], a["points"], a["pauses"]) for a in s["apps"]])' >&2 || true
+    json_get "$TMP/status-filled.json" '(s["outbox"], [(name, a["points"], a["pauses"]) for name, a in s["apps"].items()])' >&2 || true
   fi
   # The drain waits for what the apps managed to send (all of it unless the fill stalled).
   DRAIN_BACKLOG=$FILL_SENT

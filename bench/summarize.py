@@ -128,7 +128,7 @@ def main():
     try:
         with open(os.path.join(tmp, "status-after-relay.json")) as f:
             st = json.load(f)
-        pauses = sum(a.get("pauses", 0) for a in st.get("apps", []))
+        pauses = sum(a.get("pauses", 0) for a in st.get("apps", {}).values())
         b = st.get("broker", {})
         print(f"edgelink after the relay runs: published {b.get('published')}, acked {b.get('acked')}, "
               f"back-pressure pauses {pauses} (apps' sockets not read while the outbox was full)")

@@ -13,6 +13,7 @@
 #include "edgelink/config/config.hpp"
 #include "edgelink/daemon/daemon.hpp"
 #include "edgelink/daemon/status_server.hpp"
+#include "edgelink/http/metrics_writer.hpp"
 #include "edgelink/util/log.hpp"
 
 namespace {
@@ -69,8 +70,8 @@ void print_status(const std::string& json) {
   std::printf("edgelink %s  %s/%s  %s, up %lus\n", s(d, "version"), s(d, "project_id"), s(d, "device_id"),
               s(d, "state"), static_cast<unsigned long>(u(d, "uptime_s")));
   const auto& b = d["broker"];
-  std::printf("broker   %s  %s  connects %lu  published %lu  acked %lu%s%s\n", b["uri"].GetString(),
-              b["state"].GetString(), u(b, "connects"), u(b, "published"), u(b, "acked"),
+  std::printf("broker   %s  %s  connects %lu  published %lu  acked %lu%s%s\n", s(b, "uri"), s(b, "state"),
+              u(b, "connects"), u(b, "published"), u(b, "acked"),
               *s(b, "last_error") ? "  last error: " : "", s(b, "last_error"));
   const auto& o = d["outbox"];
   std::printf("outbox   queued %lu  in flight %lu  %lu/%lu bytes%s\n", u(o, "queued"), u(o, "in_flight"),
@@ -83,50 +84,68 @@ void print_status(const std::string& json) {
                 sp["replay_rate"].GetDouble(), u(sp, "dropped"), s(fs, "policy"), fs["mean_ms"].GetDouble(),
                 *s(sp, "last_error") ? "  last error: " : "", s(sp, "last_error"));
   }
-  for (const auto& a : d["apps"].GetArray()) {
+  // apps, streams and devices are objects keyed by name.
+  auto members = [](const rapidjson::Value& o, const char* k) {
+    static const rapidjson::Value empty(rapidjson::kObjectType);
+    return o.HasMember(k) && o[k].IsObject() ? o[k].GetObject() : empty.GetObject();
+  };
+  for (const auto& [name, a] : members(d, "apps")) {
     std::string errors;
     for (const auto& e : a["errors"].GetObject())
       errors += std::string(" ") + e.name.GetString() + "=" + std::to_string(e.value.GetUint64());
     const bool listening = std::string_view(s(a, "listener")) != "bind_failed";
     std::printf("app      %-16s %s:%lu  %-12s points %lu  statuses %lu  actions %lu  pending %lu%s%s%s%s\n",
-                a["name"].GetString(), a["bind"].GetString(), u(a, "port"),
+                name.GetString(), s(a, "bind"), u(a, "port"),
                 !listening                 ? "bind_failed"
                 : a["connected"].GetBool() ? "connected"
                                            : "waiting",
-                u(a, "points"), u(a, "statuses"), u(a, "actions_delivered"), u(a, "pending_actions"),
+                u(a, "points"), u(a, "statuses"), u(a, "actions_delivered"), u(a, "actions_pending"),
                 errors.empty() ? "" : "  errors:", errors.c_str(), listening ? "" : "  retrying: ", s(a, "last_error"));
   }
-  for (const auto& st : d["streams"].GetArray())
-    std::printf("stream   %-16s points %lu  batches %lu  open %lu\n", st["name"].GetString(), u(st, "points"),
+  for (const auto& [name, st] : members(d, "streams"))
+    std::printf("stream   %-16s points %lu  batches %lu  open %lu\n", name.GetString(), u(st, "points"),
                 u(st, "batches"), u(st, "open_points"));
-  if (d.HasMember("devices") && d["devices"].IsArray())
-    for (const auto& dev : d["devices"].GetArray()) {
-      // Frames lost to the receive limit are a configuration problem worth a glance.
-      const uint64_t oversize = dev["link"].IsObject() ? u(dev["link"], "oversize_frames") : 0;
-      const std::string frames = oversize ? "  oversize frames " + std::to_string(oversize) + " (max_frame_bytes " +
-                                                std::to_string(u(dev, "max_frame_bytes")) + ")"
-                                          : "";
-      std::printf("device   %-16s %s  %-7s resets %lu  log lines %lu%s%s%s\n", s(dev, "name"), s(dev, "path"),
-                  s(dev, "state"), u(dev, "resets"), u(dev, "log_lines"), frames.c_str(),
-                  *s(dev, "last_error") ? "  last error: " : "", s(dev, "last_error"));
-      for (const auto& rs : dev["rtstreams"].GetArray()) {
-        std::string where;
-        if (rs["tcp"].IsObject())
-          where += std::string(" tcp ") + s(rs["tcp"], "bind") + ":" + std::to_string(u(rs["tcp"], "port")) +
-                   (rs["tcp"]["client"].GetBool() ? " (client)" : "");
-        if (rs["mqtt"].IsObject()) where += " mqtt";
-        std::printf("rtstream %-16s %-10s%s  to device %lu  from device %lu  busy %lu  opens %lu%s%s\n", s(rs, "name"), s(rs, "state"),
-                    where.c_str(), u(rs, "bytes_out"), u(rs, "bytes_in"), u(rs, "busy"), u(rs, "opens"),
-                    *s(rs, "last_error") ? "  last error: " : "", s(rs, "last_error"));
-      }
+  for (const auto& [name, dev] : members(d, "devices")) {
+    // Frames lost to the receive limit are a configuration problem worth a glance.
+    const uint64_t oversize = dev.HasMember("link_counters") ? u(dev["link_counters"], "oversize_frames") : 0;
+    const std::string frames = oversize ? "  oversize frames " + std::to_string(oversize) + " (max_frame_bytes " +
+                                              std::to_string(u(dev, "max_frame_bytes")) + ")"
+                                        : "";
+    std::printf("device   %-16s %s  %-7s resets %lu  log lines %lu%s%s%s\n", name.GetString(), s(dev, "path"),
+                s(dev, "state"), u(dev, "resets"), u(dev, "log_lines"), frames.c_str(),
+                *s(dev, "last_error") ? "  last error: " : "", s(dev, "last_error"));
+    if (!dev.HasMember("rtstreams") || !dev["rtstreams"].IsArray()) continue;
+    for (const auto& rs : dev["rtstreams"].GetArray()) {
+      std::string where;
+      if (rs["tcp"].IsObject())
+        where += std::string(" tcp ") + s(rs["tcp"], "bind") + ":" + std::to_string(u(rs["tcp"], "port")) +
+                 (rs["tcp"]["client"].GetBool() ? " (client)" : "");
+      if (rs["mqtt"].IsObject()) where += " mqtt";
+      std::printf("rtstream %-16s %-10s%s  to device %lu  from device %lu  busy %lu  opens %lu%s%s\n", s(rs, "name"),
+                  s(rs, "state"), where.c_str(), u(rs, "bytes_out"), u(rs, "bytes_in"), u(rs, "busy"), u(rs, "opens"),
+                  *s(rs, "last_error") ? "  last error: " : "", s(rs, "last_error"));
     }
+  }
   const auto& ac = d["actions"];
   std::printf("actions  in flight %lu  received %lu  completed %lu  failed %lu  timed out %lu  unknown %lu  late %lu\n",
               u(ac, "in_flight"), u(ac, "received"), u(ac, "completed"), u(ac, "failed"), u(ac, "timed_out"),
               u(ac, "unknown_name"), u(ac, "late_statuses"));
+  // Only the reasons that happened: the full list is in --json and --metrics.
+  if (d.HasMember("counters") && d["counters"].IsObject()) {
+    std::string lost;
+    for (const char* group : {"dropped", "dropped_bytes", "errors"})
+      for (const auto& [reason, n] : members(d["counters"], group))
+        if (n.IsUint64() && n.GetUint64()) {
+          const char* unit = std::string_view(group) == "dropped_bytes" ? " bytes " : " ";
+          lost += std::string("  ") + reason.GetString() + unit + std::to_string(n.GetUint64());
+        }
+    if (!lost.empty()) std::printf("counters%s\n", lost.c_str());
+  }
 }
 
-int status(const std::string& path, bool json) {
+enum class StatusFormat { Human, Json, Metrics };
+
+int status(const std::string& path, StatusFormat format) {
   // Only persistence_path is needed: a running daemon can be asked even when its
   // file has since been edited into an invalid state.
   std::string persistence_path = edgelink::Config{}.persistence_path;
@@ -148,10 +167,22 @@ int status(const std::string& path, bool json) {
     std::cerr << "edgelink: " << out << "\n";
     return 1;
   }
-  if (json)
-    std::cout << out;
-  else
-    print_status(out);
+  switch (format) {
+    case StatusFormat::Json: std::cout << out; break;
+    case StatusFormat::Human: print_status(out); break;
+    case StatusFormat::Metrics: {
+      // Converted here, not in the daemon: the socket serves one thing, the status, and
+      // metrics then work without the HTTP listener (node_exporter's textfile collector).
+      rapidjson::Document d;
+      d.Parse(out.c_str(), out.size());
+      if (d.HasParseError() || !d.IsObject()) {
+        std::cerr << "edgelink: the daemon's status is not a JSON object\n";
+        return 1;
+      }
+      std::cout << edgelink::http::write_metrics(d);
+      break;
+    }
+  }
   return 0;
 }
 
@@ -161,7 +192,7 @@ int main(int argc, char** argv) {
   CLI::App app{"edgelink: edge agent daemon (local apps, MCUs and an MQTT broker)"};
   app.require_subcommand(1);
   std::string config = kDefaultConfig;
-  bool json = false;
+  bool json = false, metrics = false;
 
   auto* run_cmd = app.add_subcommand("run", "run the daemon");
   run_cmd->add_option("-c,--config", config, "configuration file")->capture_default_str();
@@ -169,14 +200,17 @@ int main(int argc, char** argv) {
   check_cmd->add_option("-c,--config", config, "configuration file")->capture_default_str();
   auto* status_cmd = app.add_subcommand("status", "show apps, streams, broker state and counters of a running daemon");
   status_cmd->add_option("-c,--config", config, "configuration file")->capture_default_str();
-  status_cmd->add_flag("--json", json, "print the raw status JSON");
+  auto* json_flag = status_cmd->add_flag("--json", json, "print the status JSON (the model GET /status serves)");
+  status_cmd->add_flag("--metrics", metrics, "print the status in Prometheus text format (what GET /metrics serves)")
+      ->excludes(json_flag);
   app.add_subcommand("version", "print the version");
 
   CLI11_PARSE(app, argc, argv);
   try {
     if (run_cmd->parsed()) return run(config);
     if (check_cmd->parsed()) return check(config);
-    if (status_cmd->parsed()) return status(config, json);
+    if (status_cmd->parsed())
+      return status(config, json ? StatusFormat::Json : metrics ? StatusFormat::Metrics : StatusFormat::Human);
     std::cout << "edgelink " << EDGELINK_VERSION << "\n";
     return 0;
   } catch (const std::exception& e) {

@@ -5,6 +5,8 @@
 
 #include <variant>
 
+#include "edgelink/util/wall_clock.hpp"
+
 namespace edgelink {
 namespace {
 constexpr size_t kReadBytes = 64 * 1024;
@@ -182,7 +184,10 @@ class AppSession : public std::enable_shared_from_this<AppSession> {
         log::warn(kLog, app.config.name, ": ", framer_.buffered(), " bytes of an unterminated last line discarded");
     }
     close();
-    if (app.session.get() == this) app.session.reset();
+    if (app.session.get() == this) {
+      app.session.reset();
+      app.since_ms = unix_ms();
+    }
   }
 
   AppServer& server_;
@@ -256,6 +261,7 @@ void AppServer::accept(App& app) {
         app.session->close();
       }
       ++app.counters.connects;
+      app.since_ms = unix_ms();
       log::info(kLog, app.config.name, ": app connected");
       app.session = std::make_shared<AppSession>(*this, app, std::move(socket));
       app.session->start();
@@ -327,7 +333,10 @@ void AppServer::close() {
   for (auto& [name, app] : apps_) {
     app->acceptor.reset();
     if (app->bind_timer) app->bind_timer->cancel();
-    if (app->session) app->session->close();
+    if (app->session) {
+      app->session->close();
+      app->since_ms = unix_ms();
+    }
     app->session.reset();
   }
 }
@@ -338,7 +347,7 @@ std::vector<AppServer::AppInfo> AppServer::apps() const {
     asio::error_code ec;
     uint16_t port = app->acceptor ? app->acceptor->local_endpoint(ec).port() : app->config.port;
     out.push_back({name, app->config.bind, port, app->acceptor != nullptr, app->bind_error, app->session != nullptr,
-                   app->pending.size(), app->counters});
+                   app->since_ms, app->pending.size(), app->counters});
   }
   return out;
 }

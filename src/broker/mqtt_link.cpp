@@ -9,9 +9,11 @@
 #include <cstdlib>
 #include <iterator>
 #include <mutex>
+#include <string_view>
 #include <mqtt/async_client.h>
 
 #include "edgelink/util/log.hpp"
+#include "edgelink/util/wall_clock.hpp"
 
 namespace edgelink {
 namespace {
@@ -131,6 +133,22 @@ const char* MqttLink::state_name() const {
   return "?";
 }
 
+const char* MqttLink::status_state() const {
+  switch (state_) {
+    case State::Connecting: return "connecting";
+    case State::Connected: return "connected";
+    case State::Disconnected:
+    case State::Stopped: return "disconnected";
+  }
+  return "disconnected";
+}
+
+void MqttLink::set_state(State state) {
+  const char* before = status_state();
+  state_ = state;
+  if (std::string_view(before) != status_state()) since_ms_ = unix_ms();
+}
+
 void MqttLink::create_client() {
   actions_topic_ = expand_topic(config_.actions_subscription, config_);
   presence_topic_ = expand_topic(config_.presence_topic, config_);
@@ -192,7 +210,7 @@ void MqttLink::connect() {
     ssl.set_verify(b.tls->verify);
     opts.set_ssl(std::move(ssl));
   }
-  state_ = State::Connecting;
+  set_state(State::Connecting);
   log::info(kLog, "connecting to ", server_uri(), " as ", b.client_id);
   try {
     client_->connect(opts, nullptr, listener_->connect);
@@ -203,7 +221,7 @@ void MqttLink::connect() {
 
 void MqttLink::schedule_reconnect() {
   if (state_ == State::Stopped) return;
-  state_ = State::Disconnected;
+  set_state(State::Disconnected);
   auto min = config_.broker.reconnect_min.count(), max = config_.broker.reconnect_max.count();
   int64_t delay = min;
   for (int i = 0; i < attempt_ && delay < max; ++i) delay *= 2;
@@ -230,7 +248,7 @@ void MqttLink::on_connect_result(bool ok, std::string error) {
   ++generation_;
   ++counters_.connects;
   attempt_ = 0;
-  state_ = State::Connected;
+  set_state(State::Connected);
   last_error_.clear();
   int n = set_nodelay_on_sockets_to(config_.broker.port);
   log::info(kLog, "connected to ", server_uri(), n ? "" : " (TCP_NODELAY not set: socket not found)");
@@ -311,7 +329,7 @@ void MqttLink::on_publish_result(uint64_t generation, uint64_t id, bool ok) {
 void MqttLink::stop(std::function<void()> done) {
   reconnect_timer_.cancel();
   bool connected = state_ == State::Connected;
-  state_ = State::Stopped;
+  set_state(State::Stopped);
   if (!connected || !client_) {
     asio::post(io_, std::move(done));
     return;
@@ -347,7 +365,7 @@ void MqttLink::reconfigure(const Config& config) {
   outbox_.requeue_all();
   if (callbacks_.on_online) callbacks_.on_online(false);
   close_client();
-  state_ = State::Disconnected;
+  set_state(State::Disconnected);
   attempt_ = 0;
   create_client();
   connect();

@@ -6,15 +6,11 @@
 #include <fstream>
 #include <sstream>
 
+#include "edgelink/util/wall_clock.hpp"
+
 namespace edgelink {
 namespace {
 constexpr char kLog[] = "daemon";
-
-uint64_t wall_ms() {
-  return static_cast<uint64_t>(
-      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
-          .count());
-}
 }  // namespace
 
 void notify_systemd(const std::string& state) { sd_notify(0, state.c_str()); }
@@ -177,7 +173,7 @@ void Daemon::restore_actions() {
   }
   if (parsed.skipped) log::warn(kLog, path, ": ", parsed.skipped, " unusable entries skipped");
   const auto now = SteadyClock::now();
-  const uint64_t wall = wall_ms();
+  const uint64_t wall = unix_ms();
   for (const PersistedAction& a : parsed.actions) {
     auto left = std::chrono::milliseconds(a.deadline_ms > wall ? a.deadline_ms - wall : 0);
     tracker_.add(TrackedAction{a.id, a.name, a.app, now + left, {}});
@@ -212,7 +208,7 @@ void Daemon::save_actions() {
   actions_saving_ = true;
   std::vector<PersistedAction> list;
   const auto now = SteadyClock::now();
-  const uint64_t wall = wall_ms();
+  const uint64_t wall = unix_ms();
   for (const TrackedAction& a : tracker_.active()) {
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(a.deadline - now).count();
     list.push_back({a.id, a.name, a.app, wall + static_cast<uint64_t>(std::max<int64_t>(left, 0))});
@@ -239,7 +235,7 @@ void Daemon::emit_status(const std::string& action_id, std::string_view state, i
   OutboxEntry e;
   e.topic = expand_topic(sc.topic, config_, kActionStatusStream);
   e.payload = std::make_shared<const std::string>(
-      status_payload(++status_sequence_, timestamp_ms.value_or(wall_ms()), action_id, state, progress, errors));
+      status_payload(++status_sequence_, timestamp_ms.value_or(unix_ms()), action_id, state, progress, errors));
   e.stream = kActionStatusStream;
   e.points = 1;
   e.priority = kActionStatusPriority;
@@ -303,6 +299,7 @@ void Daemon::on_action_message(const std::string& payload) {
     return;
   }
   ++action_counters_.received;
+  ++actions_by_app_[tracked.app].received;
   log::info(kLog, "action ", action.id, " (", action.name, tracked.cancels.empty() ? "" : " of ", tracked.cancels,
             ") -> ", tracked.app);
   // "Received" and the delivery wait until the action is on disk: once the cloud has
@@ -320,9 +317,11 @@ void Daemon::end_cancellations(const std::string& target, bool target_completed)
   for (const TrackedAction& c : ended) {
     if (target_completed) {
       ++action_counters_.failed;
+      ++actions_by_app_[c.app].failed;
       emit_status(c.id, "Failed", 100, {"Cancellation failed: action " + target + " completed"});
     } else {
       ++action_counters_.completed;
+      ++actions_by_app_[c.app].completed;
       emit_status(c.id, "Completed", 100, {});
     }
   }
@@ -334,6 +333,7 @@ void Daemon::expire_actions() {
   if (!expired.empty()) actions_changed();
   for (const TrackedAction& a : expired) {
     ++action_counters_.timed_out;
+    ++actions_by_app_[a.app].timed_out;
     log::warn(kLog, "action ", a.id, " (", a.name, ") timed out");
     app_server_.cancel_action(a.app, a.id);
     emit_status(a.id, "Failed", 100, {"Action timed out"});
@@ -352,7 +352,9 @@ void Daemon::on_status(const std::string& app, ActionStatus&& status) {
   }
   ++action_counters_.statuses;
   if (terminal) {
-    ++(status.state == "Completed" ? action_counters_.completed : action_counters_.failed);
+    const bool completed = status.state == "Completed";
+    ++(completed ? action_counters_.completed : action_counters_.failed);
+    ++(completed ? actions_by_app_[app].completed : actions_by_app_[app].failed);
     actions_changed();
   }
   emit_status(status.action_id, status.state, status.progress, status.errors, status.timestamp);

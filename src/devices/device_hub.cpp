@@ -8,6 +8,7 @@
 #include <utility>
 
 #include "device_hub_state.hpp"
+#include "edgelink/util/wall_clock.hpp"
 
 namespace edgelink::devices {
 namespace {
@@ -369,6 +370,7 @@ void DeviceHub::on_due(Device& d) {
 void DeviceHub::on_transport(Device& d, bool up, std::error_code ec) {
   if (d.stopped) return;
   d.up = up;
+  d.since_ms = unix_ms();
   if (up) {
     ++d.ups;
     log::info(kLog, d.config.name, ": ", d.config.path, " is open");

@@ -49,6 +49,7 @@ struct DeviceHub::Device {
   uint64_t log_lines = 0, log_points_dropped = 0, status_points_dropped = 0;
   uint64_t seen_reports = 0, seen_collisions = 0;  // DeviceSessions counters already reported
   std::string last_down;                           // why the port last closed
+  std::optional<uint64_t> since_ms;                // Unix ms of the last up/down change; empty: none yet
 };
 
 }  // namespace edgelink::devices

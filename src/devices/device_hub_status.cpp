@@ -1,7 +1,5 @@
-// DeviceHub's view of itself: the `devices` array of the status JSON (edgelink status,
-// and later /status and /metrics) and the periodic stats line.
-
-#include <rapidjson/writer.h>
+// DeviceHub's view of itself: the `devices` section of the status document (edgelink
+// status, /status and /metrics) and the periodic stats line.
 
 #include <algorithm>
 
@@ -27,166 +25,165 @@ std::string DeviceHub::summary() const {
                      clients, ", rtstream losses ", lost);
 }
 
-void DeviceHub::write_status(Writer& w) const {
-  auto u64 = [&w](const char* k, uint64_t v) {
-    w.Key(k);
-    w.Uint64(v);
-  };
-  auto str = [&w](const char* k, const std::string& v) {
-    w.Key(k);
-    w.String(v.data(), static_cast<rapidjson::SizeType>(v.size()));
-  };
-  w.StartArray();
+void DeviceHub::write_status(JsonObject& devices) const {
   for (const auto& [name, dp] : devices_) {
     const Device& d = *dp;
-    w.StartObject();
-    str("name", name);
-    str("transport", to_string(d.config.transport));
-    str("path", d.config.path);
-    u64("baud", d.config.baud);
-    str("framing", to_string(d.config.framing));
-    u64("max_frame_bytes", d.config.max_frame_bytes);
-    str("state", d.stopped ? "stopped" : d.up ? "up" : "down");
-    const std::error_code te = d.transport->last_error();
-    str("last_error", d.up ? std::string() : te ? te.message() : d.last_down);
-    u64("ups", d.ups);
-    u64("downs", d.downs);
-    u64("resets", d.resets);
-    u64("log_lines", d.log_lines);
-    u64("log_points_dropped", d.log_points_dropped);
+    devices.object(name, [&](JsonObject& o) {
+      // The keys of spec/http-api.md §3.1. A RICREST link is up while its port is open.
+      // coposts and observers are the HTTP API's requests in flight and open obget
+      // streams for the device: none until that API exists (it may set them).
+      o.str("kind", "ricrest")
+          .str("transport", to_string(d.config.transport))
+          .str("link", d.up && !d.stopped ? "up" : "down")
+          .ms("since", d.since_ms)
+          .u64("resets", d.resets)
+          .u64("coposts", 0)
+          .u64("observers", 0);
+      o.str("name", name)
+          .str("path", d.config.path)
+          .u64("baud", d.config.baud)
+          .str("framing", to_string(d.config.framing))
+          .u64("max_frame_bytes", d.config.max_frame_bytes)
+          .str("state", d.stopped ? "stopped" : d.up ? "up" : "down");
+      const std::error_code te = d.transport->last_error();
+      o.str("last_error", d.up ? std::string() : te ? te.message() : d.last_down)
+          .u64("ups", d.ups)
+          .u64("downs", d.downs)
+          .u64("log_lines", d.log_lines)
+          .u64("log_points_dropped", d.log_points_dropped)
+          .u64("status_points_dropped", d.status_points_dropped);
 
-    const SerialStats& ss = d.transport->stats();
-    w.Key("serial");
-    w.StartObject();
-    u64("open_attempts", ss.open_attempts);
-    u64("open_failures", ss.open_failures);
-    u64("opens", ss.opens);
-    u64("disconnects", ss.disconnects);
-    u64("bytes_in", ss.bytes_in);
-    u64("bytes_in_pending", ss.bytes_in_pending);
-    u64("bytes_out", ss.bytes_out);
-    u64("queued_bytes", d.transport->queued_bytes());
-    u64("writes_refused", ss.writes_refused_down + ss.writes_refused_full);
-    u64("bytes_discarded", ss.bytes_discarded);
-    w.EndObject();
+      o.object("serial", [&](JsonObject& j) {
+        const SerialStats& ss = d.transport->stats();
+        j.u64("open_attempts", ss.open_attempts)
+            .u64("open_failures", ss.open_failures)
+            .u64("opens", ss.opens)
+            .u64("disconnects", ss.disconnects)
+            .u64("bytes_in", ss.bytes_in)
+            .u64("bytes_in_pending", ss.bytes_in_pending)
+            .u64("bytes_out", ss.bytes_out)
+            .u64("queued_bytes", d.transport->queued_bytes())
+            .u64("writes_refused", ss.writes_refused_down + ss.writes_refused_full)
+            .u64("bytes_discarded", ss.bytes_discarded);
+      });
 
-    const DeviceLinkCounters& lc = d.sessions->link().counters();
-    w.Key("link");
-    w.StartObject();
-    u64("requests", lc.requests);
-    u64("replies", lc.replies);
-    u64("retries", lc.retries);
-    u64("timeouts", lc.timeouts);
-    u64("stale_replies", lc.stale_replies);
-    u64("bad_frames", lc.bad_frames);
-    u64("oversize_frames", lc.oversize_frames);
-    u64("bad_messages", lc.bad_messages);
-    u64("send_refused", lc.send_refused);
-    u64("notices", lc.notices);
-    u64("file_blocks", lc.file_blocks);
-    u64("publishes", lc.publishes);
-    u64("reports", lc.reports);
-    u64("input_at_deadline", lc.input_at_deadline);
-    w.EndObject();
+      // DeviceLink's counters; "link" itself is the up/down of the spec.
+      o.object("link_counters", [&](JsonObject& j) {
+        const DeviceLinkCounters& lc = d.sessions->link().counters();
+        j.u64("requests", lc.requests)
+            .u64("replies", lc.replies)
+            .u64("retries", lc.retries)
+            .u64("timeouts", lc.timeouts)
+            .u64("stale_replies", lc.stale_replies)
+            .u64("bad_frames", lc.bad_frames)
+            .u64("oversize_frames", lc.oversize_frames)
+            .u64("bad_messages", lc.bad_messages)
+            .u64("send_refused", lc.send_refused)
+            .u64("notices", lc.notices)
+            .u64("file_blocks", lc.file_blocks)
+            .u64("publishes", lc.publishes)
+            .u64("reports", lc.reports)
+            .u64("input_at_deadline", lc.input_at_deadline);
+      });
 
-    const DeviceSessionsCounters& sc = d.sessions->counters();
-    w.Key("sessions");
-    w.StartObject();
-    u64("device_resets", sc.device_resets);
-    u64("reset_reports", sc.reset_reports);
-    u64("reset_reconnects", sc.reset_reconnects);
-    u64("id_collisions", sc.id_collisions);
-    w.Key("restarting");
-    w.Bool(d.sessions->device_restarting());
-    u64("notices_unrouted", sc.notices_unrouted);
-    u64("blocks_dropped", sc.blocks_dropped);
-    w.EndObject();
+      o.object("sessions", [&](JsonObject& j) {
+        const DeviceSessionsCounters& sc = d.sessions->counters();
+        j.u64("device_resets", sc.device_resets)
+            .u64("reset_reports", sc.reset_reports)
+            .u64("reset_reconnects", sc.reset_reconnects)
+            .u64("id_collisions", sc.id_collisions)
+            .boolean("restarting", d.sessions->device_restarting())
+            .u64("notices_unrouted", sc.notices_unrouted)
+            .u64("blocks_dropped", sc.blocks_dropped);
+      });
 
-    w.Key("rtstreams");
-    w.StartArray();
-    for (const auto& sp : d.streams) {
-      const Stream& s = *sp;
-      if (!s.rt) continue;
-      const RtStream& rt = *s.rt;
-      const RtStreamCounters& c = rt.counters();
-      w.StartObject();
-      str("name", s.config.name);
-      str("endpoint", rt.endpoint());
-      str("file_name", rt.file_name());
-      str("state", rt.state_name());
-      u64("stream_id", rt.stream_id());
-      str("last_error", rt.last_error());
-      u64("queued_bytes", rt.queued_bytes());
-      u64("block_window_ms", static_cast<uint64_t>(rt.block_window().count()));
-      u64("turnaround_ms", static_cast<uint64_t>(rt.turnaround().count()));
-      u64("bytes_written", c.bytes_written);
-      u64("bytes_out", c.bytes_out);
-      u64("bytes_in", c.bytes_in);
-      u64("blocks_out", c.blocks_out);
-      u64("blocks_in", c.blocks_in);
-      u64("resends", c.resends);
-      u64("busy", c.busy);
-      u64("pos_mismatch", c.pos_mismatch);
-      u64("late_notices", c.late_notices);
-      u64("session_not_found", c.session_not_found);
-      u64("hard_failures", c.hard_failures);
-      u64("opens", c.opens);
-      u64("reopens", c.reopens);
-      u64("open_failures", c.open_failures);
-      u64("keepalives", c.keepalives);
-      u64("device_resets", c.device_resets);
-      u64("rx_gaps", c.rx_gaps);
-      u64("write_refused", c.write_refused);
-      u64("dropped_closed", c.dropped_closed);
-      u64("dropped_late", c.dropped_late);
-      u64("window_grown", c.window_grown);
-      u64("data_lost", s.data_lost);
-      u64("quiet_closes", s.quiet_closes);
-      w.Key("tcp");
-      if (s.bridge) {
-        const RtStreamBridgeStats& bs = s.bridge->stats();
-        w.StartObject();
-        str("bind", s.config.bind);
-        u64("port", s.config.port);
-        w.Key("listening");
-        w.Bool(s.bridge->is_open());
-        str("error", s.bridge_error);
-        w.Key("client");
-        w.Bool(s.bridge->has_client());
-        w.Key("paused");
-        w.Bool(s.bridge->input_paused());
-        u64("clients_accepted", bs.clients_accepted);
-        u64("clients_rejected", bs.clients_rejected);
-        u64("bytes_in", bs.bytes_in);
-        u64("bytes_out", bs.bytes_out);
-        u64("pauses", bs.pauses);
-        u64("slow_client_disconnects", bs.slow_client_disconnects);
-        u64("dropped", bs.dropped());
-        w.EndObject();
-      } else {
-        w.Null();
-      }
-      w.Key("mqtt");
-      if (s.config.mqtt) {
-        w.StartObject();
-        str("in_topic", s.in_topic);
-        str("out_topic", s.out_topic);
-        u64("messages_in", s.mqtt_in_messages);
-        u64("bytes_in", s.mqtt_in_bytes);
-        u64("dropped_in", s.mqtt_in_dropped);
-        u64("dropped_in_bytes", s.mqtt_in_dropped_bytes);
-        u64("messages_out", s.mqtt_out_messages);
-        u64("bytes_out", s.mqtt_out_bytes);
-        w.EndObject();
-      } else {
-        w.Null();
-      }
-      w.EndObject();
-    }
-    w.EndArray();
-    w.EndObject();
+      rapidjson::Value rtstreams(rapidjson::kArrayType);
+      for (const auto& sp : d.streams)
+        if (sp->rt) rtstreams.PushBack(rtstream_status(*sp, o.allocator()), o.allocator());
+      o.add("rtstreams", std::move(rtstreams));
+    });
   }
-  w.EndArray();
+}
+
+rapidjson::Value DeviceHub::rtstream_status(const Stream& s, JsonObject::Allocator& a) const {
+  const RtStream& rt = *s.rt;
+  const RtStreamCounters& c = rt.counters();
+  rapidjson::Value out(rapidjson::kObjectType);
+  JsonObject o(out, a);
+  o.str("name", s.config.name)
+      .str("endpoint", rt.endpoint())
+      .str("file_name", rt.file_name())
+      .str("state", rt.state_name())
+      .u64("stream_id", rt.stream_id())
+      .str("last_error", rt.last_error())
+      .u64("queued_bytes", rt.queued_bytes())
+      .u64("block_window_ms", static_cast<uint64_t>(rt.block_window().count()))
+      .u64("turnaround_ms", static_cast<uint64_t>(rt.turnaround().count()))
+      .u64("bytes_written", c.bytes_written)
+      .u64("bytes_out", c.bytes_out)
+      .u64("bytes_in", c.bytes_in)
+      .u64("blocks_out", c.blocks_out)
+      .u64("blocks_in", c.blocks_in)
+      .u64("resends", c.resends)
+      .u64("busy", c.busy)
+      .u64("pos_mismatch", c.pos_mismatch)
+      .u64("late_notices", c.late_notices)
+      .u64("session_not_found", c.session_not_found)
+      .u64("hard_failures", c.hard_failures)
+      .u64("opens", c.opens)
+      .u64("reopens", c.reopens)
+      .u64("open_failures", c.open_failures)
+      .u64("keepalives", c.keepalives)
+      .u64("device_resets", c.device_resets)
+      .u64("rx_gaps", c.rx_gaps)
+      .u64("write_refused", c.write_refused)
+      .u64("dropped_closed", c.dropped_closed)
+      .u64("dropped_late", c.dropped_late)
+      .u64("window_grown", c.window_grown)
+      .u64("data_lost", s.data_lost)
+      .u64("quiet_closes", s.quiet_closes);
+  if (s.bridge) {
+    o.object("tcp", [&](JsonObject& t) {
+      const RtStreamBridgeStats& bs = s.bridge->stats();
+      t.str("bind", s.config.bind)
+          .u64("port", s.config.port)
+          .boolean("listening", s.bridge->is_open())
+          .str("error", s.bridge_error)
+          .boolean("client", s.bridge->has_client())
+          .boolean("paused", s.bridge->input_paused())
+          .u64("clients_accepted", bs.clients_accepted)
+          .u64("clients_rejected", bs.clients_rejected)
+          .u64("accept_errors", bs.accept_errors)
+          .u64("bytes_in", bs.bytes_in)
+          .u64("bytes_out", bs.bytes_out)
+          .u64("pauses", bs.pauses)
+          .u64("slow_client_disconnects", bs.slow_client_disconnects)
+          .u64("dropped", bs.dropped())
+          .object("dropped_by", [&](JsonObject& r) {
+            r.u64("no_client", bs.dropped_no_client)
+                .u64("slow_client", bs.dropped_slow_client)
+                .u64("disconnect", bs.dropped_disconnect)
+                .u64("input", bs.dropped_input);
+          });
+    });
+  } else {
+    o.null("tcp");
+  }
+  if (s.config.mqtt) {
+    o.object("mqtt", [&](JsonObject& m) {
+      m.str("in_topic", s.in_topic)
+          .str("out_topic", s.out_topic)
+          .u64("messages_in", s.mqtt_in_messages)
+          .u64("bytes_in", s.mqtt_in_bytes)
+          .u64("dropped_in", s.mqtt_in_dropped)
+          .u64("dropped_in_bytes", s.mqtt_in_dropped_bytes)
+          .u64("messages_out", s.mqtt_out_messages)
+          .u64("bytes_out", s.mqtt_out_bytes);
+    });
+  } else {
+    o.null("mqtt");
+  }
+  return out;
 }
 
 }  // namespace edgelink::devices

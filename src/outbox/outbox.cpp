@@ -181,6 +181,7 @@ bool Outbox::ack(uint64_t id) {
     ack_when_written_.insert(id);
     writing_bytes_ -= cost(e);
   }
+  ++counters_.acked_by_stream[e.stream];
   erase(it);
   ++counters_.acked;
   prefetch();
@@ -312,6 +313,16 @@ size_t Outbox::memory_only() const {
   for (const auto& [id, e] : entries_)
     if (e.disk == Disk::None || e.disk == Disk::Refused) ++n;
   return n;
+}
+
+std::map<std::string, Outbox::StreamPending> Outbox::pending_by_stream() const {
+  std::map<std::string, StreamPending> out;
+  for (const auto& [id, e] : entries_) {
+    StreamPending& p = out[e.stream];
+    ++p.batches;
+    p.points += e.points;
+  }
+  return out;
 }
 
 bool Outbox::accepting() const {

@@ -404,12 +404,13 @@ def peer_eof(app, timeout=5.0):
 
 
 def app_status(el, name="app"):
-    """The entry for app `name` in `edgelink status --json`."""
-    return next(a for a in el.status()["apps"] if a["name"] == name)
+    """The entry for app `name` in `edgelink status --json` (apps are keyed by name)."""
+    return el.status()["apps"][name]
 
 
 def stream_status(el, name):
-    return next((s for s in el.status()["streams"] if s["name"] == name), None)
+    """The entry for stream `name`, or None while the stream does not exist."""
+    return el.status()["streams"].get(name)
 
 
 def read_errors(app, count, timeout=5.0):

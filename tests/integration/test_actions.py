@@ -55,7 +55,7 @@ def test_action_reaches_only_its_app_with_exact_line_and_payload(make_edgelink, 
     })
     wait_online(sub)
     app, fw = App(el.app_port("app")), App(el.app_port("fw"))
-    wait_for(lambda: all(a["connected"] for a in el.status()["apps"]), what="both apps connected")
+    wait_for(lambda: all(a["connected"] for a in el.status()["apps"].values()), what="both apps connected")
     payload = json.dumps({"url": "http://h/fw.bin?a=1&b=\"q\"", "path": "C:\\tmp\\x", "note": "line1\nline2\tü€"})
     send_actions(broker.port, json.dumps({"action_id": "fw-1", "name": "update_firmware", "payload": payload}))
     line = fw.read_line()
@@ -177,12 +177,12 @@ def test_action_waits_for_app_that_connects_before_deadline(make_edgelink, broke
     wait_online(sub)
     send_actions(broker.port, action_msg("w1", payload="hold me"))
     wait_states(sub, "w1", ["Received"])
-    wait_for(lambda: el.status()["apps"][0]["pending_actions"] == 1, what="the action pending for the app")
+    wait_for(lambda: el.status()["apps"]["app"]["pending_actions"] == 1, what="the action pending for the app")
     app = App(el.app_port())
     assert app.read_line() == {"action_id": "w1", "name": "reboot", "payload": "hold me"}
     app.status("w1", "Completed", 100)
     wait_states(sub, "w1", ["Received", "Completed"])
-    info = el.status()["apps"][0]
+    info = el.status()["apps"]["app"]
     assert (info["pending_actions"], info["actions_delivered"]) == (0, 1)
     assert action_counters(el)["timed_out"] == 0
 
@@ -194,11 +194,11 @@ def test_action_for_absent_app_times_out_and_is_not_delivered_later(make_edgelin
     send_actions(broker.port, action_msg("gone"))
     got = wait_states(sub, "gone", ["Received", "Failed"], timeout=5)
     assert got[1]["errors"] == ["Action timed out"]
-    assert el.status()["apps"][0]["pending_actions"] == 0
+    assert el.status()["apps"]["app"]["pending_actions"] == 0
     app = App(el.app_port())
-    wait_for(lambda: el.status()["apps"][0]["connected"], what="app connected")
+    wait_for(lambda: el.status()["apps"]["app"]["connected"], what="app connected")
     assert app.read_line(timeout=0.5) is None
-    assert el.status()["apps"][0]["actions_delivered"] == 0
+    assert el.status()["apps"]["app"]["actions_delivered"] == 0
 
 
 def test_app_disconnecting_mid_action_leads_to_timeout(make_edgelink, broker, sub):
@@ -209,7 +209,7 @@ def test_app_disconnecting_mid_action_leads_to_timeout(make_edgelink, broker, su
     send_actions(broker.port, action_msg("d1"))
     assert app.read_line()["action_id"] == "d1"
     app.close()
-    wait_for(lambda: not el.status()["apps"][0]["connected"], what="app disconnected")
+    wait_for(lambda: not el.status()["apps"]["app"]["connected"], what="app disconnected")
     app2 = App(el.app_port())
     got = wait_states(sub, "d1", ["Received", "Failed"], timeout=5)
     assert got[1]["errors"] == ["Action timed out"]
@@ -379,7 +379,7 @@ def test_redelivery_while_waiting_for_app_is_queued_once(make_edgelink, broker, 
     wait_online(sub)
     send_actions(broker.port, action_msg("wait-dup"), action_msg("wait-dup"))
     wait_for(lambda: action_counters(el)["duplicates"] == 1, what="the redelivery counted")
-    assert el.status()["apps"][0]["pending_actions"] == 1
+    assert el.status()["apps"]["app"]["pending_actions"] == 1
     app = App(el.app_port())
     assert app.read_line() == {"action_id": "wait-dup", "name": "reboot", "payload": "{}"}
     assert app.read_line(timeout=0.3) is None
@@ -409,7 +409,7 @@ def test_in_flight_action_survives_a_kill_and_its_status_is_forwarded(make_edgel
     el = make_edgelink(tcpapps={"app": app_with(timeout=30)})
     wait_online(sub)
     app = App(el.app_port())
-    wait_for(lambda: el.status()["apps"][0]["connected"], what="app connected")
+    wait_for(lambda: el.status()["apps"]["app"]["connected"], what="app connected")
     send_actions(broker.port, action_msg("keep-1"))
     assert app.read_line()["action_id"] == "keep-1"
     wait_states(sub, "keep-1", ["Received"])
@@ -433,7 +433,7 @@ def test_in_flight_action_whose_deadline_passed_while_down_fails_at_start(make_e
     el = make_edgelink(tcpapps={"app": app_with(timeout=1)})
     wait_online(sub)
     app = App(el.app_port())
-    wait_for(lambda: el.status()["apps"][0]["connected"], what="app connected")
+    wait_for(lambda: el.status()["apps"]["app"]["connected"], what="app connected")
     send_actions(broker.port, action_msg("late-1"))
     assert app.read_line()["action_id"] == "late-1"
     wait_states(sub, "late-1", ["Received"])
@@ -494,7 +494,7 @@ def test_cancel_action_goes_to_the_app_running_its_target(make_edgelink, broker,
     })
     wait_online(sub)
     app, fw = App(el.app_port("app")), App(el.app_port("fw"))
-    wait_for(lambda: all(a["connected"] for a in el.status()["apps"]), what="both apps connected")
+    wait_for(lambda: all(a["connected"] for a in el.status()["apps"].values()), what="both apps connected")
 
     send_actions(broker.port, json.dumps({"action_id": "u1", "name": "update_firmware", "payload": "{}"}))
     assert fw.read_line()["action_id"] == "u1"

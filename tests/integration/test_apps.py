@@ -201,8 +201,8 @@ def test_unknown_stream_when_stream_limit_reached(make_edgelink, sub):
     wait_for(lambda: sub.points("imu"), what="imu point")
     assert sub.points("imu") == [expected(1)]
     st = el.status()
-    assert sorted(s["name"] for s in st["streams"]) == ["dyn1", "imu"]
-    assert next(s for s in st["streams"] if s["name"] == "dyn1")["open_points"] == 2
+    assert sorted(st["streams"]) == ["dyn1", "imu"]
+    assert st["streams"]["dyn1"]["open_points"] == 2
     assert app_status(el)["errors"] == {"UnknownStream": 2}
     assert app_status(el)["points"] == 3
     assert el.stop() == 0  # flushes dyn1
@@ -321,13 +321,13 @@ def test_backpressure_blocks_app_and_loses_nothing(make_edgelink, broker, workdi
             select.select([], [s], [], 0.1)
 
     st = el.status()
-    app = next(a for a in st["apps"] if a["name"] == "app")
+    app = st["apps"]["app"]
     assert st["outbox"]["accepting"] is False
     assert st["outbox"]["bytes"] >= 20000
     assert app["pauses"] > 0
     assert 0 < app["points"] < seq  # the rest waits in socket buffers, not dropped
     time.sleep(0.3)
-    assert next(a for a in el.status()["apps"] if a["name"] == "app")["points"] == app["points"]  # really stopped
+    assert el.status()["apps"]["app"]["points"] == app["points"]  # really stopped
     human = subprocess.run([EDGELINK_BIN, "status", "-c", el.path], capture_output=True, text=True, timeout=10)
     assert human.returncode == 0 and "(back-pressure on apps)" in human.stdout
 
@@ -349,7 +349,7 @@ def test_backpressure_blocks_app_and_loses_nothing(make_edgelink, broker, workdi
         assert all(p == expected(p["sequence"], pad=pad) for p in pts)
         st = el.status()
         assert st["outbox"]["accepting"] is True
-        assert next(a for a in st["apps"] if a["name"] == "app")["points"] == seq
+        assert st["apps"]["app"]["points"] == seq
     finally:
         sub.close()
         s.close()

@@ -95,8 +95,8 @@ def test_bad_lines_and_bad_actions_affect_nothing_else(workdir, broker, sub):
                  what="every good point, in order")
         st = el.status()
         assert el.proc.poll() is None
-        assert st["apps"][0]["points"] == seq
-        assert sum(st["apps"][0]["errors"].values()) == len(expected_errors)
+        assert st["apps"]["app"]["points"] == seq
+        assert sum(st["apps"]["app"]["errors"].values()) == len(expected_errors)
         assert sorted(s["action_id"] for s in sub.statuses() if s["state"] == "Failed") == ["bad-name", "no-name"]
     finally:
         el.kill()

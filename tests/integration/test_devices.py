@@ -208,7 +208,7 @@ def rig(workdir, broker, make_edgelink):
 
 
 def device_status(e, name="mcu"):
-    return next(d for d in e.status()["devices"] if d["name"] == name)
+    return e.status()["devices"][name]
 
 
 def stream_status(e, name="console"):
@@ -227,7 +227,7 @@ def rtstream_diagnostics(e, name="console"):
         d = device_status(e)
         s = stream_status(e, name)
         out = ["rtstream " + ", ".join(f"{k}={s.get(k)}" for k in RT_DIAG_KEYS)]
-        out.append("link " + ", ".join(f"{k}={v}" for k, v in d["link"].items()))
+        out.append("link " + ", ".join(f"{k}={v}" for k, v in d["link_counters"].items()))
         out.append("serial " + ", ".join(f"{k}={v}" for k, v in d["serial"].items()))
         if s.get("tcp"):
             out.append("tcp " + ", ".join(f"{k}={v}" for k, v in s["tcp"].items()))
@@ -418,7 +418,7 @@ def test_large_device_frames_fit_the_default_limit(rig):
     assert con.ask(line) == repl_answer(line)
     d = device_status(e)
     assert d["max_frame_bytes"] == 262144
-    assert d["link"]["oversize_frames"] == 0 and d["link"]["bad_frames"] == 0
+    assert d["link_counters"]["oversize_frames"] == 0 and d["link_counters"]["bad_frames"] == 0
 
 
 def test_frames_above_max_frame_bytes_are_dropped_counted_and_logged(rig):
@@ -428,12 +428,12 @@ def test_frames_above_max_frame_bytes_are_dropped_counted_and_logged(rig):
     con = Console(port)
     line = b"s = '" + b"p" * 6000 + b"'\r"
     con.send(line)
-    wait_for(lambda: device_status(e)["link"]["oversize_frames"] == 1, what="the oversized frame to be counted")
+    wait_for(lambda: device_status(e)["link_counters"]["oversize_frames"] == 1, what="the oversized frame to be counted")
     frame = 7 + len(repl_answer(line)) + 2  # header, element, streamID, position; the answer; CRC
     e.wait_log(f"mcu: dropped a frame of {frame} bytes from the device, above max_frame_bytes = 5000")
     assert con.ask(b"t = 1\r") == repl_answer(b"t = 1\r")
     d = device_status(e)
-    assert d["max_frame_bytes"] == 5000 and d["link"]["bad_frames"] == 0
+    assert d["max_frame_bytes"] == 5000 and d["link_counters"]["bad_frames"] == 0
     status = subprocess.run([EDGELINK_BIN, "status", "-c", e.path], capture_output=True, text=True, timeout=10)
     assert "oversize frames 1 (max_frame_bytes 5000)" in status.stdout
 
@@ -478,7 +478,7 @@ def test_corrupted_and_dropped_frames_are_survived(rig):
     con = Console(port)
     assert con.ask(b"ok = 1\r", timeout=15) == repl_answer(b"ok = 1\r")
     d = device_status(e)
-    assert d["link"]["retries"] >= 2 and d["link"]["bad_frames"] >= 1
+    assert d["link_counters"]["retries"] >= 2 and d["link_counters"]["bad_frames"] >= 1
     for i in range(5):
         line = b"n%d = %s\r" % (i, b"z" * 400)
         assert con.ask(line) == repl_answer(line)

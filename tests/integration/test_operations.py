@@ -356,7 +356,7 @@ def test_status_without_daemon_fails_clearly(workdir):
     """`edgelink status` with no daemon running exits non-zero and says it cannot reach edgelink."""
     cfg = base_config(workdir, free_port())
     path = write(workdir, "el.toml", to_toml(cfg))
-    for args in (("status", "-c", path), ("status", "-c", path, "--json")):
+    for args in (("status", "-c", path), ("status", "-c", path, "--json"), ("status", "-c", path, "--metrics")):
         out = run_cli(*args)
         assert out.returncode != 0
         assert out.stdout == ""

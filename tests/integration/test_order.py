@@ -79,7 +79,7 @@ def test_burst_with_a_small_memory_budget_stays_in_order(workdir, broker):
         assert_in_order(sub, {f"s{i}": n for i in range(4)})
         st = el.status()
         # The budget was reached and the apps waited: the burst went through back-pressure.
-        assert sum(a["pauses"] for a in st["apps"]) > 0, st["apps"]
+        assert sum(a["pauses"] for a in st["apps"].values()) > 0, st["apps"]
         assert st["spool"]["dropped"] == 0
     finally:
         sub.close()

@@ -89,7 +89,7 @@ def wait_on_disk(el, points_by_stream):
     def done():
         st = el.status()
         for stream, n in points_by_stream.items():
-            s = next((x for x in st["streams"] if x["name"] == stream), None)
+            s = st["streams"].get(stream)
             if not s or s["points"] != n or s["open_points"] != 0:
                 return False
         return st["outbox"]["memory_only"] == 0 and st["spool"]["writing"] == 0 and st["spool"]["records"] > 0
@@ -321,17 +321,17 @@ def test_slow_broker_back_pressure_reaches_app_and_rss_stays_bounded(workdir, br
             nonlocal peak
             peak = max(peak, rss_kib(el.proc.pid))
             st = el.status()
-            return st["outbox"]["pinned_bytes"] >= 200000 * 0.75 and st["apps"][0]["pauses"] > 0
+            return st["outbox"]["pinned_bytes"] >= 200000 * 0.75 and st["apps"]["app"]["pauses"] > 0
         wait_for(held_back, 60, interval=0.2, what="the memory budget filling up and back-pressure on the app")
         st = el.status()
         assert st["broker"]["state"] == "connected"  # slow, not down
         assert st["spool"]["spooled"] == 0, st["spool"]
         assert st["spool"]["dropped"] == 0, st["spool"]
-        before = st["apps"][0]["points"]
+        before = st["apps"]["app"]["points"]
         time.sleep(1)
         peak = max(peak, rss_kib(el.proc.pid))
         # 20000 points/s offered; the broker path takes about 20000 bytes/s, under 200 points/s
-        assert el.status()["apps"][0]["points"] - before < 2000, "the app is not held back"
+        assert el.status()["apps"]["app"]["points"] - before < 2000, "the app is not held back"
         assert peak < 64 * 1024, f"RSS {peak} KiB"
 
         proxy.throttle = False
@@ -477,7 +477,7 @@ def test_apps_paused_while_offline_resume_when_the_disk_catches_up(workdir, brok
     app = send_points(el.app_port(), "imu", 20000)
     wait_for(lambda: (stream_status(el, "imu") or {}).get("points") == 20000, 30,
              what="all 20000 points accepted while the broker is down (paused apps must resume)")
-    assert el.status()["apps"][0]["pauses"] > 0  # it really was paused on the way
+    assert el.status()["apps"]["app"]["pauses"] > 0  # it really was paused on the way
     wait_on_disk(el, {"imu": 20000})
 
     sub = Subscriber(broker.start().port, topics=("/tenants/demo/devices/gw-001/events/#",))

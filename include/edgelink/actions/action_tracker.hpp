@@ -38,6 +38,20 @@ struct ActionCounters {
   uint64_t cancels_refused = 0;  // cancel_action for an action not in flight (or unreadable): Failed
 };
 
+// Per app, the action states edgelink counts (edgelink_actions_total{app,state}):
+// received: routed to the app and acknowledged to the cloud (Received); completed,
+// failed: terminal statuses (the app's, or edgelink's outcome of a cancel_action the app
+// left unanswered); timed_out: the deadline passed and edgelink reported Failed. The
+// intermediate states an app may report are forwarded but not counted by state, and
+// actions that reach no app (unknown name, invalid, duplicates) are counted only in
+// ActionCounters. Actions restored at start were received in an earlier run.
+struct ActionStateCounts {
+  uint64_t received = 0;
+  uint64_t completed = 0;
+  uint64_t failed = 0;
+  uint64_t timed_out = 0;
+};
+
 class ActionTracker {
  public:
   using TimePoint = std::chrono::steady_clock::time_point;

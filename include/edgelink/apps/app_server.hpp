@@ -11,6 +11,7 @@
 #include <deque>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -77,6 +78,8 @@ class AppServer {
     bool listening;
     std::string bind_error;  // why the listener is not open (retried); empty when listening
     bool connected;
+    // Unix ms of the current client's connect, or of the last disconnect; empty: never.
+    std::optional<uint64_t> since_ms;
     size_t pending_actions;
     AppCounters counters;
   };
@@ -91,6 +94,7 @@ class AppServer {
     std::shared_ptr<AppSession> session;
     std::deque<std::pair<std::string, std::string>> pending;  // (action id, line)
     AppCounters counters;
+    std::optional<uint64_t> since_ms;  // see AppInfo
   };
 
  private:

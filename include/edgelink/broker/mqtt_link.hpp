@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <random>
 #include <string>
 #include <vector>
@@ -67,6 +68,13 @@ class MqttLink {
 
   State state() const { return state_; }
   const char* state_name() const;
+  // The status document's broker.state (spec/http-api.md §3.1): "connected",
+  // "connecting" or "disconnected"; Stopped (the daemon is stopping) is "disconnected".
+  const char* status_state() const;
+  // Unix ms of the last change of status_state(); empty until the first connect attempt.
+  std::optional<uint64_t> since_ms() const { return since_ms_; }
+  const std::string& host() const { return config_.broker.host; }
+  uint16_t port() const { return config_.broker.port; }
   const LinkCounters& counters() const { return counters_; }
   std::string last_error() const { return last_error_; }
   std::string server_uri() const;
@@ -80,6 +88,7 @@ class MqttLink {
   void on_connect_result(bool ok, std::string error);
   void on_connection_lost(std::string cause);
   void on_publish_result(uint64_t generation, uint64_t id, bool ok);
+  void set_state(State state);
 
   // Runs a function on the loop, unless this link is gone by then. Paho's threads
   // capture only this and the io_context (which outlives every component).
@@ -95,6 +104,7 @@ class MqttLink {
   std::unique_ptr<mqtt::async_client> client_;
   std::unique_ptr<Listener> listener_;
   State state_ = State::Disconnected;
+  std::optional<uint64_t> since_ms_;
   uint64_t generation_ = 0;  // bumps on every connection; stale callbacks are ignored
   int attempt_ = 0;
   asio::steady_timer reconnect_timer_;

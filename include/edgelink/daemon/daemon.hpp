@@ -5,12 +5,15 @@
 // SIGHUP reloads (apply the difference; keep the old config if the new one is invalid).
 
 #include <chrono>
+#include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include <asio.hpp>
+#include <rapidjson/document.h>
 
 #include "edgelink/actions/action_router.hpp"
 #include "edgelink/actions/action_store.hpp"
@@ -38,8 +41,25 @@ class Daemon : public AppSink {
   std::vector<std::string> start();
   void shutdown();
   void reload();
-  // The JSON that `edgelink status` shows.
-  std::string status_json() const;
+  // The status model (spec/http-api.md §3.1), built once per request and shared by
+  // `edgelink status` (the Unix socket), GET /status and GET /metrics (MetricsWriter),
+  // so they cannot disagree. Top level: version, started, uptime_s, project_id,
+  // device_id, state, broker, outbox, spool, apps{}, streams{}, devices{}, actions,
+  // counters, then whatever the status hooks add.
+  rapidjson::Document status_document() const;
+  // status_document() as JSON text with a final newline: pretty for people (the
+  // socket), compact for programs that want fewer bytes.
+  std::string status_json(bool pretty = true) const;
+
+  // Components outside the daemon's core (the HTTP API, the RTIO device server) add
+  // their own sections here: each hook runs, in the order added, at the end of every
+  // status_document(), on the io_context thread. A hook adds its top-level section
+  // ("http":{...}, "rtio":{...}; MetricsWriter reads the keys documented in
+  // metrics_writer.hpp) and may fill counters.http_status or a device's
+  // coposts/observers; it must not remove or rename existing keys. Whoever adds a hook
+  // must outlive the Daemon or stop capturing itself (hooks are never removed).
+  using StatusHook = std::function<void(rapidjson::Document&)>;
+  void add_status_hook(StatusHook hook) { status_hooks_.push_back(std::move(hook)); }
 
   // AppSink
   bool on_point(const std::string& app, const DataPoint& point) override;
@@ -85,6 +105,7 @@ class Daemon : public AppSink {
   ActionRouter router_;
   ActionTracker tracker_;
   ActionCounters action_counters_;
+  std::map<std::string, ActionStateCounts> actions_by_app_;  // kept for apps a reload removed
   AppServer app_server_;
   MqttLink link_;
   devices::DeviceHub devices_;  // [devices.*] and their [rtstreams.*]
@@ -101,7 +122,11 @@ class Daemon : public AppSink {
   uint32_t status_sequence_ = 0;
   bool stopping_ = false;
   log::RateLimiter limiter_;
+  std::vector<StatusHook> status_hooks_;
+  // `started` is wall time for people; uptime is measured on the steady clock, which an
+  // NTP step at boot does not move.
   std::chrono::system_clock::time_point started_ = std::chrono::system_clock::now();
+  std::chrono::steady_clock::time_point started_steady_ = std::chrono::steady_clock::now();
 };
 
 // systemd's notify protocol; no-ops outside systemd.

@@ -37,12 +37,12 @@
 #include <vector>
 
 #include <asio.hpp>
-#include <rapidjson/prettywriter.h>
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
 
 #include "edgelink/apps/app_message.hpp"
 #include "edgelink/config/config.hpp"
+#include "edgelink/util/json_object.hpp"
 #include "edgelink/util/log.hpp"
 
 namespace edgelink::devices {
@@ -81,8 +81,6 @@ struct DeviceHubCallbacks {
 
 class DeviceHub {
  public:
-  using Writer = rapidjson::PrettyWriter<rapidjson::StringBuffer>;
-
   // `quiet_close` is kQuietClose except in tests.
   DeviceHub(asio::io_context& io, const Config& config, DeviceHubCallbacks callbacks,
             std::chrono::milliseconds quiet_close = kQuietClose);
@@ -106,8 +104,9 @@ class DeviceHub {
   // The /in topics to subscribe (QoS 1).
   std::vector<std::string> subscriptions() const;
 
-  // The "devices" status array (the caller writes the key).
-  void write_status(Writer& w) const;
+  // The status document's "devices" section: one member per device, keyed by name
+  // (spec/http-api.md §3.1 plus the per-layer counters).
+  void write_status(JsonObject& devices) const;
   // For the periodic stats line: "devices 1/2 up, 3 resets".
   std::string summary() const;
 
@@ -127,6 +126,7 @@ class DeviceHub {
   void on_transport(Device& d, bool up, std::error_code ec);
   void on_log_line(Device& d, std::string_view line, bool truncated);
   void check_resets(Device& d);
+  rapidjson::Value rtstream_status(const Stream& s, JsonObject::Allocator& a) const;
   void status_point(Device& d, const char* state, std::string_view detail);
   using PointWriter = rapidjson::Writer<rapidjson::StringBuffer>;
   void emit_point(const std::string& stream, const Device& d, uint64_t& dropped,

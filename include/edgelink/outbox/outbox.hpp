@@ -102,6 +102,9 @@ struct OutboxCounters {
   uint64_t write_failures = 0;  // writes the spool refused or failed: kept in memory
   uint64_t evicted_payloads = 0;  // payloads dropped from memory (they are on disk)
   uint64_t restored = 0;   // entries found in the spool at start
+  // PUBACKs by OutboxEntry::stream: a stream's batches the broker has acknowledged (a
+  // map lookup per PUBACK; PUBACKs come per batch, not per point).
+  std::map<std::string, uint64_t> acked_by_stream;
   // Entries lost, by (stream, reason): "spool_full", "corrupt", "unreadable".
   std::map<std::pair<std::string, std::string>, uint64_t> dropped;
   uint64_t dropped_total() const {
@@ -172,6 +175,15 @@ class Outbox {
   size_t writing() const { return writing_; }
   // Entries that are only in memory (not on disk, not being written).
   size_t memory_only() const;
+  // What a stream has in the outbox (queued, in flight, spooled), by OutboxEntry::stream.
+  // `points` counts the entries whose payload has been in memory this run: a batch
+  // restored from the spool at start counts once it has been read back. Walks every
+  // entry: for the status document, not for a hot path.
+  struct StreamPending {
+    uint64_t batches = 0;
+    uint64_t points = 0;
+  };
+  std::map<std::string, StreamPending> pending_by_stream() const;
   // Payload bytes held in memory, and the part of it that cannot leave (not on disk).
   uint64_t bytes() const { return mem_bytes_; }
   uint64_t pinned_bytes() const { return pinned_bytes_; }

@@ -213,15 +213,17 @@ TEST_CASE("device hub: a console device over a pty: log lines, status points, MQ
   CHECK(published[0].first == out_topic);
   CHECK(published[0].second == "print(1)\r\nok\r\n>>> ");
 
-  rapidjson::StringBuffer buf;
-  DeviceHub::Writer w(buf);
-  hub.write_status(w);
   rapidjson::Document doc;
-  doc.Parse(buf.GetString(), buf.GetSize());
-  REQUIRE(doc.IsArray());
-  REQUIRE(doc.Size() == 1);
-  const auto& d = doc[0];
+  JsonObject devices(doc, doc.GetAllocator());
+  hub.write_status(devices);
+  REQUIRE(doc.IsObject());
+  REQUIRE(doc.MemberCount() == 1);
+  const auto& d = doc.MemberBegin()->value;
   CHECK(std::string(d["state"].GetString()) == "up");
+  CHECK(std::string(d["link"].GetString()) == "up");
+  CHECK(std::string(d["kind"].GetString()) == "ricrest");
+  CHECK(std::string(d["transport"].GetString()) == "serial");
+  CHECK(d["since"].IsUint64());
   CHECK(d["log_lines"].GetUint64() == 1);
   const auto& s = d["rtstreams"][0];
   CHECK(std::string(s["state"].GetString()) == "open");
@@ -315,12 +317,10 @@ TEST_CASE("device hub: a session nobody uses is closed after the quiet period an
                          [&](const std::string& c) { return c.find(what) != std::string::npos; });
   };
   auto quiet_closes = [&] {
-    rapidjson::StringBuffer buf;
-    DeviceHub::Writer w(buf);
-    hub.write_status(w);
     rapidjson::Document doc;
-    doc.Parse(buf.GetString(), buf.GetSize());
-    return doc[0]["rtstreams"][0]["quiet_closes"].GetUint64();
+    JsonObject devices(doc, doc.GetAllocator());
+    hub.write_status(devices);
+    return doc.MemberBegin()->value["rtstreams"][0]["quiet_closes"].GetUint64();
   };
   REQUIRE(run_until(io, [&] { return hub.devices_up() == 1; }));
   const auto opened = std::chrono::steady_clock::now();

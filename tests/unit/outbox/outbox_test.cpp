@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <deque>
+#include <map>
 #include <random>
 
 #include "edgelink/outbox/outbox.hpp"
@@ -75,6 +76,36 @@ TEST_CASE("requeue of one entry and then of all keeps id order") {
   o.requeue(b);
   o.requeue_all();
   CHECK(drain_ids(o) == std::vector<uint64_t>{a, b, c});
+}
+
+TEST_CASE("PUBACKs are counted per stream; a stream's batches and points are pending until acknowledged") {
+  Outbox o(1 << 20);
+  auto with_points = [](const std::string& stream, uint32_t points) {
+    OutboxEntry e = entry(stream, 0);
+    e.points = points;
+    return e;
+  };
+  auto a1 = o.push(with_points("a", 3));
+  o.push(with_points("a", 2));
+  o.push(with_points("b", 5));
+  auto pending = o.pending_by_stream();
+  CHECK(pending.size() == 2);
+  CHECK((pending["a"].batches == 2 && pending["a"].points == 5));
+  CHECK((pending["b"].batches == 1 && pending["b"].points == 5));
+
+  REQUIRE(o.next()->id == a1);
+  o.next();
+  CHECK(o.pending_by_stream()["a"].points == 5);  // in flight is still pending
+  CHECK(o.ack(a1));
+  CHECK_FALSE(o.ack(a1));  // a stale PUBACK counts nothing
+  CHECK(o.counters().acked_by_stream == std::map<std::string, uint64_t>{{"a", 1}});
+  pending = o.pending_by_stream();
+  CHECK((pending["a"].batches == 1 && pending["a"].points == 2));
+  o.requeue_all();
+  CHECK(o.pending_by_stream()["a"].points == 2);
+  for (const uint64_t id : drain_ids(o)) o.ack(id);
+  CHECK(o.pending_by_stream().empty());
+  CHECK(o.counters().acked_by_stream == std::map<std::string, uint64_t>{{"a", 2}, {"b", 1}});
 }
 
 TEST_CASE("the memory budget turns accepting off and back on below the low-water mark") {
@@ -770,6 +801,20 @@ TEST_CASE("Outbox spool: restored entries keep their order and publish after loa
   q.o.restore(restored);
   auto now = q.o.push(entry("l", 0));
   CHECK(drain_ids(q.o) == std::vector<uint64_t>{now});
+}
+
+TEST_CASE("Outbox spool: a restored batch is pending at once, its points once read back") {
+  Rig r;
+  FakeSpool::Record rec = record("l", 0);
+  rec.points = 4;
+  r.o.restore({r.spool.restored(r.spool.put(rec))});
+  auto pending = r.o.pending_by_stream();
+  CHECK((pending["l"].batches == 1 && pending["l"].points == 0));  // not known before the read
+  r.spool.run();
+  CHECK(r.o.pending_by_stream()["l"].points == 4);
+  CHECK(publish_all(r).size() == 1);
+  CHECK(r.o.pending_by_stream().empty());
+  CHECK(r.o.counters().acked_by_stream.at("l") == 1);
 }
 
 TEST_CASE("Outbox spool: requeue_all keeps id order within each lane") {
