@@ -1,5 +1,7 @@
 #include "edgelink/daemon/daemon.hpp"
 
+#include "edgelink/http/metrics_writer.hpp"
+
 #include <systemd/sd-daemon.h>
 
 #include <filesystem>
@@ -36,6 +38,12 @@ Daemon::Daemon(asio::io_context& io, Config config)
                    [this](const DataPoint& point) { return add_point(point); },
                }),
       status_server_(io, [this] { return status_json(); }),
+      http_(io, config_.http, devices_,
+            http::HttpHooks{
+                [this] { return status_json(); },
+                [this] { return http::write_metrics(status_document()); },
+                [this] { return stopping_; },
+            }),
       signals_(io, SIGTERM, SIGINT, SIGHUP),
       flush_timer_(io,
                    [this] {
@@ -51,6 +59,7 @@ Daemon::Daemon(asio::io_context& io, Config config)
   // Until the broker is known to be reachable, batches are written to disk.
   outbox_.set_online(false);
   outbox_.set_live_first(config_.prioritize_live_data);
+  add_status_hook([this](rapidjson::Document& doc) { http_.write_status(doc); });
 }
 
 Daemon::~Daemon() = default;
@@ -70,8 +79,11 @@ std::vector<std::string> Daemon::start() {
   app_server_.apply(config_.tcpapps);  // a port that cannot be bound yet is retried, not fatal
   if (errors.empty())
     for (auto& e : devices_.start()) errors.push_back(std::move(e));
+  if (errors.empty())
+    if (auto e = http_.start(); !e.empty()) errors.push_back(std::move(e));
   if (!errors.empty()) {
     app_server_.close();
+    http_.stop();
     devices_.stop();
     status_server_.close();
     return errors;
@@ -407,6 +419,7 @@ void Daemon::wait_for_drain() {
   rate_timer_.cancel();
   signals_.cancel();
   status_server_.close();
+  http_.stop();  // open until now: /healthz says "stopping" while the drain runs
   // Nothing else is pending now; keep run() going until Paho's disconnect completes.
   auto guard = std::make_shared<asio::executor_work_guard<asio::io_context::executor_type>>(io_.get_executor());
   link_.stop([this, guard] {
@@ -455,6 +468,7 @@ void Daemon::reload() {
   router_ = ActionRouter(next);
   app_server_.apply(next.tcpapps);
   for (const auto& e : devices_.reload(next)) log::error(kLog, e);
+  for (const auto& e : http_.reload(next.http)) log::warn(kLog, e);
   link_.set_extra_subscriptions(devices_.subscriptions());
   link_.reconfigure(next);
   next.persistence_path = config_.persistence_path;

@@ -217,7 +217,7 @@ struct HttpApi::Impl : std::enable_shared_from_this<HttpApi::Impl> {
     const Method m = checked.method;
     if (dk == DeviceKind::None) {
       ++unknown_devices;
-      if (limiter.allow("unknown"))
+      if (limiter.admit("unknown") >= 0)
         log::info("http", "request for unknown device ", quote_id(device), " answered DEVICEID_OFFLINE");
       device_reply(req, m, body.id, Code::DeviceIdOffline, {});
       return restinio::request_accepted();
@@ -407,7 +407,7 @@ struct HttpApi::Impl : std::enable_shared_from_this<HttpApi::Impl> {
   bool admit() {
     if (open_connections >= config.max_connections) {
       ++connections_refused;
-      if (limiter.allow("max_connections"))
+      if (limiter.admit("max_connections") >= 0)
         log::warn("http", "connection refused: ", config.max_connections, " connections open (http.max_connections)");
       return false;
     }
@@ -569,7 +569,7 @@ void HttpApi::write_status(rapidjson::Document& doc) const {
   for (size_t k = 0; k < im.by_kind.size(); ++k) {
     if (im.by_kind[k].empty()) continue;
     rapidjson::Value codes(rapidjson::kObjectType);
-    for (const auto& [code, n] : im.by_kind[k]) codes.AddMember(str(code), n, al);
+    for (const auto& [code, n] : im.by_kind[k]) codes.AddMember(str(code), rapidjson::Value(n), al);
     by.AddMember(rapidjson::StringRef(kKindNames[k]), codes, al);
   }
   http.AddMember("requests_by", by, al);
@@ -582,7 +582,7 @@ void HttpApi::write_status(rapidjson::Document& doc) const {
     for (size_t r = 0; r < d.results.size(); ++r) results.AddMember(rapidjson::StringRef(kResultNames[r]), d.results[r], al);
     v.AddMember("results", results, al);
     rapidjson::Value ended(rapidjson::kObjectType);
-    for (const auto& [reason, n] : d.ended) ended.AddMember(str(reason), n, al);
+    for (const auto& [reason, n] : d.ended) ended.AddMember(str(reason), rapidjson::Value(n), al);
     v.AddMember("observers_ended", ended, al);
     devs.AddMember(str(name), v, al);
   }
@@ -594,7 +594,7 @@ void HttpApi::write_status(rapidjson::Document& doc) const {
     auto& counters = doc["counters"];
     if (!counters.HasMember("http_status")) counters.AddMember("http_status", rapidjson::Value(rapidjson::kObjectType), al);
     auto& hs = counters["http_status"];
-    for (const auto& [st, n] : im.by_status) hs.AddMember(str(std::to_string(st)), n, al);
+    for (const auto& [st, n] : im.by_status) hs.AddMember(str(std::to_string(st)), rapidjson::Value(n), al);
   }
   if (doc.HasMember("devices") && doc["devices"].IsObject()) {
     for (auto& m : doc["devices"].GetObject()) {

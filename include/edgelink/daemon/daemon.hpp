@@ -23,6 +23,7 @@
 #include "edgelink/config/config.hpp"
 #include "edgelink/daemon/status_server.hpp"
 #include "edgelink/devices/device_hub.hpp"
+#include "edgelink/http/http_api.hpp"
 #include "edgelink/outbox/disk_spool.hpp"
 #include "edgelink/outbox/outbox.hpp"
 #include "edgelink/streams/stream_batcher.hpp"
@@ -110,6 +111,7 @@ class Daemon : public AppSink {
   MqttLink link_;
   devices::DeviceHub devices_;  // [devices.*] and their [rtstreams.*]
   StatusServer status_server_;
+  http::HttpApi http_;  // [http]: health, status, metrics, device requests to devices_
   asio::signal_set signals_;
   DeadlineTimer flush_timer_, action_timer_;
   asio::steady_timer watchdog_timer_, stats_timer_, shutdown_timer_, spool_retry_timer_, rate_timer_;

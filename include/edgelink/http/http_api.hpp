@@ -61,8 +61,9 @@ class HttpApi {
   bool listening() const;
   uint16_t port() const;  // the bound port (useful when bind asked for port 0)
 
+  struct Impl;  // RESTinio's callbacks in http_api.cpp reach it; nothing else can
+
  private:
-  struct Impl;
   std::shared_ptr<Impl> impl_;
 };
 
