@@ -102,6 +102,47 @@ void DeviceHub::write_status(Writer& w) const {
     u64("blocks_dropped", sc.blocks_dropped);
     w.EndObject();
 
+    // HTTP device access (http-api.md §5): what is in flight now and how requests ended.
+    w.Key("http");
+    w.StartObject();
+    u64("coposts", d.coposts.size());
+    u64("observers", static_cast<uint64_t>(std::count_if(d.observers.begin(), d.observers.end(),
+                                                         [](const auto& e) { return !e.second.ended; })));
+    u64("requests_ok", d.requests_ok);
+    u64("requests_fail", d.requests_fail);
+    u64("requests_timeout", d.requests_timeout);
+    u64("requests_offline", d.requests_offline);
+    w.EndObject();
+
+    const DeviceSubscriptionsCounters& pc = d.subs.counters();
+    w.Key("subscriptions");
+    w.StartObject();
+    u64("users", d.subs.user_count());
+    u64("updates", pc.updates);
+    u64("updates_ok", pc.updates_ok);
+    u64("not_found", pc.not_found);
+    u64("failed", pc.failed);
+    u64("timeouts", pc.timeouts);
+    u64("publishes_routed", pc.routed);
+    u64("publishes_unrouted", pc.unrouted);
+    w.EndObject();
+
+    w.Key("publish");
+    w.StartArray();
+    for (const Mapping& m : d.mappings) {
+      w.StartObject();
+      str("topic", m.config.topic);
+      str("stream", m.config.stream);
+      w.Key("subscribed");
+      w.Bool(m.subscribed);
+      u64("points", m.points);
+      u64("dropped", m.dropped);
+      u64("failures", m.failures);
+      str("last_error", m.last_error);
+      w.EndObject();
+    }
+    w.EndArray();
+
     w.Key("rtstreams");
     w.StartArray();
     for (const auto& sp : d.streams) {
@@ -142,6 +183,7 @@ void DeviceHub::write_status(Writer& w) const {
       u64("window_grown", c.window_grown);
       u64("data_lost", s.data_lost);
       u64("quiet_closes", s.quiet_closes);
+      u64("observers", s.observers);
       w.Key("tcp");
       if (s.bridge) {
         const RtStreamBridgeStats& bs = s.bridge->stats();
