@@ -544,12 +544,13 @@ class Device:
         if self.restart_at is not None and now >= self.restart_at:
             self.crash()  # the restart after the REPORT: everything of the old boot is gone
         self.expire()
+        busy = bool(self.outq)  # output of earlier loops still queued; this loop's publishes do not count
         for name, sub in self.subs.items():
             if now >= sub[1]:
                 # On schedule, without drifting by the loop's lateness; a long stall is not caught up.
                 nxt = sub[1] + sub[0]
                 sub[1] = nxt if nxt > now else now + sub[0]
-                if self.outq:
+                if busy:
                     continue  # like the device: skip a publish while the queue is busy
                 self.pub_counter += 1
                 self.send_msg(b"\x00\x80" + self.publish_payload(name))

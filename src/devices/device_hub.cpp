@@ -387,6 +387,9 @@ void DeviceHub::on_transport(Device& d, bool up, std::error_code ec) {
     status_point(d, "down", d.last_down);
   }
   d.sessions->on_transport_state(up, Clock::now());
+  // The reset a transport change makes is handled here, not again by check_resets (where
+  // a late second one would clear subscriptions just renewed).
+  d.seen_device_resets = d.sessions->counters().device_resets;
   if (up) {
     // §6.1.6: a reconnect is a reset; the subscriptions are asked for again.
     d.subs.on_device_reset();
