@@ -88,6 +88,7 @@ class HdlcDevice {
   std::vector<std::string> subscriptions;  // "devjson 10" per subscription pubRec
   bool answer = true;                      // false: stay silent (the link retries, then gives up)
   uint8_t stream_id = 3;
+  std::string ufstart_reply;               // set: the reply to every ufStart
 
  private:
   void reply(uint8_t msg_num, const std::string& json) {
@@ -114,7 +115,7 @@ class HdlcDevice {
       doc.Parse(json.c_str());
       REQUIRE(doc.IsObject());
       const std::string cmd = doc["cmdName"].GetString();
-      if (cmd == "ufStart") return reply(num, ufstart_ok_json(stream_id));
+      if (cmd == "ufStart") return reply(num, ufstart_reply.empty() ? ufstart_ok_json(stream_id) : ufstart_reply);
       if (cmd == "ufEnd") return reply(num, session_cmd_reply_json("ufEnd", stream_id));
       if (cmd == "subscription") {
         std::string topics;
@@ -446,4 +447,27 @@ TEST_CASE("device access: an /rtstreams observer uses the session like a TCP cli
   CHECK_FALSE(o3.ended());
   REQUIRE(run_until(io, [&] { return o3.ended(); }));
   CHECK(o3.frames.back().code == Code::DeviceIdOffline);
+}
+
+TEST_CASE("device access: an /rtstreams observer whose session cannot be opened", "[devices][device_hub][pty]") {
+  HdlcDevice dev;
+  dev.ufstart_reply = session_not_started_json();
+  asio::io_context io;
+  DeviceHub hub(io, device_config(dev.path()), {});
+  REQUIRE(hub.start().empty());
+  REQUIRE(run_until(io, [&] { return hub.link_up("mcu"); }));
+  Observed o;
+  auto h = hub.obget("mcu", "/rtstreams/console", "", o.callbacks());
+  REQUIRE(run_until(io, [&] {
+    dev.poll();
+    return o.ended();
+  }));
+  CHECK_FALSE(o.established);
+  REQUIRE(o.frames.size() == 1);
+  CHECK(o.frames[0].code == Code::InternalServerError);
+  CHECK(o.frames[0].data == session_not_started_json());
+  h.reset();
+  hub.stop();
+  io.restart();
+  io.run_for(20ms);
 }
