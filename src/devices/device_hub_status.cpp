@@ -15,16 +15,23 @@ size_t DeviceHub::devices_up() const {
 }
 
 std::string DeviceHub::summary() const {
-  uint64_t resets = 0, clients = 0, lost = 0;
+  uint64_t resets = 0, clients = 0, lost = 0, mappings = 0, points = 0, dropped = 0;
   for (const auto& [name, d] : devices_) {
     resets += d->resets;
     for (const auto& s : d->streams) {
       clients += s->client;
       lost += s->data_lost + s->mqtt_in_dropped;
     }
+    for (const Mapping& m : d->mappings) {
+      ++mappings;
+      points += m.points;
+      dropped += m.dropped;
+    }
   }
-  return log::concat("devices ", devices_up(), "/", devices_.size(), " up (", resets, " resets), rtstream clients ",
-                     clients, ", rtstream losses ", lost);
+  std::string out = log::concat("devices ", devices_up(), "/", devices_.size(), " up (", resets,
+                                " resets), rtstream clients ", clients, ", rtstream losses ", lost);
+  if (mappings > 0) out += log::concat(", publish points ", points, " (", dropped, " dropped)");
+  return out;
 }
 
 void DeviceHub::write_status(Writer& w) const {
