@@ -11,6 +11,11 @@ REST URLs sim/busy, sim/drop, sim/corrupt, sim/crash, sim/idle, sim/say, sim/sta
 sim/blocksize?n=<bytes> and sim/streampos?id=<sid>&pos=<n> (presets a session's 32-bit
 stream position, to test the 24-bit wrap without sending 16 MiB). Standard library only.
 
+StatePublisher topics: devjson (index 0, the JSON shape of §9.4) and devbin (index 1, one
+small devbin record), published at the subscribed rate (up to 1000 Hz). Every
+subscription request is logged on stderr, one line per topic, e.g.
+"sim: subscription update devjson rateHz=10 minMs=50".
+
 Like the real firmware (ricrest.md §3.1, §7.5): its own receive limit is 5000 bytes, but
 what it sends is sized to the message (with --block-size above 5000, a long REPL answer
 is one frame that large, as from a board with PSRAM); the shutdown REPORT has no
@@ -35,6 +40,7 @@ RESTART_DELAY_MS = 1000  # SYSTEM_RESTART_DELAY_MS: the old boot's last second a
 MAX_REPL_LINE = 65536
 CHANNEL = "serial"       # one channel per simulator process
 CAPS = ["v", "caps", "reset", "subscription", "pubtopics", "upy", "sim"]
+TOPICS = {"devjson": 0, "devbin": 1}  # StatePublisher topics and their indexes (_t, devbin byte 1)
 
 
 def crc16(data, crc=0xFFFF):
@@ -324,7 +330,8 @@ class Device:
         if ep == "subscription":
             return self.subscription(req, args)
         if ep == "pubtopics":
-            return '{"rslt":"ok","topics":[{"name":"devjson","idx":0}]}'
+            return '{"rslt":"ok","topics":[%s]}' % ",".join(
+                '{"name":"%s","idx":%d}' % (name, idx) for name, idx in TOPICS.items())
         if ep == "upy":
             return self.upy(segs[1:], args, req)
         if ep == "sim":
@@ -343,19 +350,22 @@ class Device:
             recs = [{"topic": args["topic"], "rateHz": args.get("rateHz", 1.0), "minMs": args.get("minMs", 50)}]
         topics = []
         for r in recs:
-            name = r.get("topic", r.get("name", ""))
-            if name != "devjson":
-                continue  # unknown topics are skipped without an error
+            name = str(r.get("topic", r.get("name", "")))
             try:
                 rate, min_ms = float(r.get("rateHz", 1.0)), float(r.get("minMs", 50))
             except (TypeError, ValueError):
                 continue
+            # What edgelink asked for, for tests to read (stderr, one line per topic).
+            print("sim: subscription %s %s rateHz=%g minMs=%g" % (action, name, rate, min_ms), file=sys.stderr,
+                  flush=True)
+            if name not in TOPICS:
+                continue  # unknown topics are skipped without an error
             if action == "unsubscribe" or rate <= 0:
                 self.subs.pop(name, None)
             else:
                 interval = max(1.0 / rate, min_ms / 1000.0)
                 self.subs[name] = [interval, time.monotonic() + interval]
-            topics.append('{"name":"devjson","idx":0}')
+            topics.append('{"name":"%s","idx":%d}' % (name, TOPICS[name]))
         return '{"req":%s,"rslt":"ok","topics":[%s]}' % (jstr(req), ",".join(topics))
 
     def upy(self, segs, args, req):
@@ -534,22 +544,39 @@ class Device:
         if self.restart_at is not None and now >= self.restart_at:
             self.crash()  # the restart after the REPORT: everything of the old boot is gone
         self.expire()
+        busy = bool(self.outq)  # output of earlier loops still queued; this loop's publishes do not count
         for name, sub in self.subs.items():
             if now >= sub[1]:
-                sub[1] = now + sub[0]
-                if self.outq:
+                # On schedule, without drifting by the loop's lateness; a long stall is not caught up.
+                nxt = sub[1] + sub[0]
+                sub[1] = nxt if nxt > now else now + sub[0]
+                if busy:
                     continue  # like the device: skip a publish while the queue is busy
                 self.pub_counter += 1
-                payload = '{"_t":0,"_v":1,"1":{"48":{"x":"%04x","_o":1,"_i":0}}}' % (self.pub_counter & 0xFFFF)
-                self.send_msg(b"\x00\x80" + payload.encode())
+                self.send_msg(b"\x00\x80" + self.publish_payload(name))
         if self.next_log and now >= self.next_log:
             self.next_log = now + self.args.log_interval
             self.log("I", "SimMCU", "alive sessions=%d badCRC=%d" % (len(self.sessions), self.hdlc.bad_crc))
 
+    def publish_payload(self, name):
+        counter = self.pub_counter & 0xFFFF
+        if name == "devbin":
+            # §7.4 devbin: magic 0xDB, topic index, one record [len][bus|0x80 online][addr u32][devTypeIdx u16][data]
+            record = bytes([0x81]) + (0x48).to_bytes(4, "big") + (0).to_bytes(2, "big") + counter.to_bytes(2, "big")
+            return bytes([0xDB, TOPICS["devbin"]]) + len(record).to_bytes(2, "big") + record
+        return ('{"_t":%d,"_v":1,"1":{"48":{"x":"%04x","_o":1,"_i":0}}}' % (TOPICS[name], counter)).encode()
+
+    def select_timeout(self):
+        # 20 ms, or less when a publish is due sooner (rateHz up to 1000 keeps its rate).
+        if not self.subs:
+            return 0.02
+        due = min(sub[1] for sub in self.subs.values()) - time.monotonic()
+        return min(0.02, max(0.0, due))
+
     def run(self):
         while True:
             wlist = [self.fd] if self.outq else []
-            r, w, _ = select.select([self.fd], wlist, [], 0.02)
+            r, w, _ = select.select([self.fd], wlist, [], self.select_timeout())
             if r:
                 try:
                     data = os.read(self.fd, 4096)

@@ -183,6 +183,23 @@ def scenario(gw, console):
     eq(json.loads(gw.reply(11, "subscription"))["topics"], [{"name": "devjson", "idx": 0}])
     pub = gw.wait(lambda m: m[:2] == b"\x00\x80", "publish")
     eq(json.loads(pub[2:].decode())["_t"], 0)
+    # devbin (index 1) at 200 Hz, faster than the 20 ms select loop; then both off.
+    gw.cmd(40, {"cmdName": "subscription", "action": "update",
+                "pubRecs": [{"name": "devbin", "trigger": "timeorchange", "rateHz": 200, "minMs": 0}]})
+    eq(json.loads(gw.reply(40, "devbin subscription"))["topics"], [{"name": "devbin", "idx": 1}])
+    first = gw.wait(lambda m: m[:4] == b"\x00\x80\xDB\x01", "devbin publish")
+    eq(len(first), 15)  # header, magic, index, one record of 2 + 9 bytes
+    start, count = time.monotonic(), 0
+    while time.monotonic() - start < 0.5:
+        gw.wait(lambda m: m[:4] == b"\x00\x80\xDB\x01", "devbin publish")
+        count += 1
+    if count < 40:  # 100 due; the device skips a publish while its queue is busy
+        raise AssertionError("only %d devbin publishes in 0.5 s at 200 Hz" % count)
+    gw.cmd(41, {"cmdName": "subscription", "action": "update",
+                "pubRecs": [{"name": "devbin", "rateHz": 0}, {"name": "devjson", "rateHz": 0}]})
+    eq(json.loads(gw.reply(41, "subscriptions off"))["topics"], [{"name": "devbin", "idx": 1}, {"name": "devjson", "idx": 0}])
+    gw.quiet(0.1)
+    gw.msgs = [m for m in gw.msgs if m[:2] != b"\x00\x80"]
 
     # Orderly reset: reply, then the shutdown REPORT as the real firmware sends it (no
     # "reason"); the old boot runs on for its restart delay, then streamIDs restart at 1.

@@ -2,6 +2,7 @@
 // the rtstream sessions bridged to local ports, with the checks that span both.
 
 #include <algorithm>
+#include <cmath>
 
 #include "config_loader.hpp"
 #include "edgelink/util/baud_rates.hpp"
@@ -140,6 +141,8 @@ void Loader::load_devices(const toml::table& t, std::map<std::string, DeviceConf
         assign(d.log_stream, std::move(s));
       } else if (key == "max_frame_bytes") {
         assign(d.max_frame_bytes, int_as<size_t>(dv, kpath, kMinDeviceFrameBytes, kMaxDeviceFrameBytes));
+      } else if (key == "publish") {
+        load_device_publish(dv, kpath, d);
       } else {
         unknown(dk, "in [" + path + "]");
       }
@@ -150,6 +153,94 @@ void Loader::load_devices(const toml::table& t, std::map<std::string, DeviceConf
       error(*log_stream, path + ".log_stream: only used with framing = \"console\" (an HDLC port carries no log text)");
     }
     devices[name] = std::move(d);
+  }
+}
+
+namespace {
+// The device's topic names as edgelink accepts them (http-api.md §5.3: /pub/<topic>).
+bool valid_topic(std::string_view t) {
+  return !t.empty() && t.size() <= 64 && std::all_of(t.begin(), t.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '_' ||
+           c == '-';
+  });
+}
+}  // namespace
+
+// [[devices.NAME.publish]]: StatePublisher topics whose publishes become data points.
+void Loader::load_device_publish(const toml::node& n, const std::string& path, DeviceConfig& d) {
+  const auto* arr = n.as_array();
+  if (!arr) {
+    error(n, path + ": must be an array of tables ([[" + path + "]] with topic and stream), got " + type_name(n));
+    return;
+  }
+  std::map<std::string, std::string> topics;  // topic -> the entry that has it
+  for (size_t i = 0; i < arr->size(); ++i) {
+    const toml::node& el = *arr->get(i);
+    const std::string epath = path + "[" + std::to_string(i) + "]";
+    const auto* et = el.as_table();
+    if (!et) {
+      error(el, epath + ": must be a table with topic and stream, got " + type_name(el));
+      continue;
+    }
+    DevicePublishConfig p;
+    for (auto&& [k, v] : *et) {
+      const std::string key(k.str());
+      const std::string kpath = epath + "." + key;
+      if (key == "topic") {
+        auto t = string_value(v, kpath);
+        if (t && !valid_topic(*t)) {
+          error(v, kpath + ": a device topic must be 1..64 letters, digits, '.', '_' or '-', got " + quote(*t));
+          t.reset();
+        } else if (t && topics.count(*t)) {
+          error(v, kpath + ": topic " + quote(*t) + " is already published by " + topics[*t] +
+                       " (the device has one subscription per topic)");
+          t.reset();
+        }
+        if (t) topics[*t] = epath;
+        assign(p.topic, std::move(t));
+      } else if (key == "stream") {
+        auto s = string_value(v, kpath);
+        if (s && !valid_name(*s)) {
+          error(v, kpath + ": a stream name must be 1..64 letters, digits, '_' or '-', got " + quote(*s));
+          s.reset();
+        } else if (s && *s == kActionStatusStream) {
+          error(v, kpath + ": \"action_status\" is the built-in action status stream");
+          s.reset();
+        }
+        assign(p.stream, std::move(s));
+      } else if (key == "rate_hz") {
+        // The device's rateHz: 0 would switch the topic off; the upper bound is the one an
+        // HTTP observer may ask for (http-api.md §5.3).
+        std::optional<double> r;
+        if (const auto* iv = v.as_integer()) r = static_cast<double>(iv->get());
+        if (const auto* fv = v.as_floating_point()) r = fv->get();
+        if (!r || !std::isfinite(*r) || *r <= 0 || *r > 1000) {
+          error(v, kpath + ": must be a number of Hz > 0 and <= 1000, got " +
+                       (r ? float_text(*r) : std::string(type_name(v))));
+        } else {
+          p.rate_hz = *r;
+        }
+      } else if (key == "min_ms") {
+        assign(p.min_ms, int_as<uint32_t>(v, kpath, 0, 0xffffffff));
+      } else if (key == "trigger") {
+        // Passed to the device inside a raw query value (ricrest.md §4.9): plain words only.
+        auto t = string_value(v, kpath, true);
+        const bool plain = t && t->size() <= 64 && std::all_of(t->begin(), t->end(), [](char c) {
+          return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '-';
+        });
+        if (t && !plain) {
+          error(v, kpath + ": must be at most 64 letters, digits, '_' or '-' (e.g. \"timeorchange\"), got " +
+                       quote(*t));
+          t.reset();
+        }
+        assign(p.trigger, std::move(t));
+      } else {
+        unknown(k, "in " + epath);
+      }
+    }
+    if (!et->contains("topic")) missing(*et, epath + ".topic");
+    if (!et->contains("stream")) missing(*et, epath + ".stream");
+    d.publish.push_back(std::move(p));
   }
 }
 

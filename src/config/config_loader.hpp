@@ -59,6 +59,7 @@ class Loader : public ValueReader {
   void load_streams(const toml::table& t, Config& c);
   void load_stream(const toml::table& t, const std::string& path, StreamConfig& s);
   void load_devices(const toml::table& t, std::map<std::string, DeviceConfig>& devices);
+  void load_device_publish(const toml::node& n, const std::string& path, DeviceConfig& d);
   void load_rtstreams(const toml::table& t, std::map<std::string, RtStreamConfig>& rtstreams);
   std::optional<std::string> bind_value(const toml::node& n, const std::string& path);
   std::optional<std::string> session_text(const toml::node& n, const std::string& path);

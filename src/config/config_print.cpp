@@ -2,6 +2,7 @@
 // small to_string helpers of config.hpp. Written by hand rather than through toml++'s
 // formatter so the output keeps the file's section order instead of alphabetical order.
 
+#include <charconv>
 #include <cstdio>
 #include <cstdlib>
 #include <sstream>
@@ -58,6 +59,13 @@ std::string seconds(Millis ms) {
   std::string out = buf;
   while (out.back() == '0') out.pop_back();
   return out;
+}
+
+// Shortest form that reads back as the same double ("0.5", "10", "1e-05": all TOML).
+std::string number(double v) {
+  char buf[32];
+  const auto r = std::to_chars(buf, buf + sizeof buf, v);
+  return std::string(buf, r.ptr);
 }
 
 const char* to_string(Compression c) { return c == Compression::Lz4 ? "Lz4" : "Disabled"; }
@@ -147,6 +155,14 @@ std::string to_toml(const Config& c) {
     o << "max_frame_bytes = " << d.max_frame_bytes << "\n";
     // The loader refuses log_stream on an HDLC port, where it would mean nothing.
     if (d.framing == DeviceFraming::Console) o << "log_stream = " << str(d.log_stream) << "\n";
+    for (const DevicePublishConfig& p : d.publish) {
+      o << "\n[[devices." << key(name) << ".publish]]\n";
+      o << "topic = " << str(p.topic) << "\n";
+      o << "stream = " << str(p.stream) << "\n";
+      o << "rate_hz = " << number(p.rate_hz) << "\n";
+      o << "min_ms = " << p.min_ms << "\n";
+      o << "trigger = " << str(p.trigger) << "\n";
+    }
   }
 
   for (const auto& [name, r] : c.rtstreams) {

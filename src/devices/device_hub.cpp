@@ -144,6 +144,7 @@ std::vector<RtStreamConfig> DeviceHub::streams_of(const Config& config, const st
 std::shared_ptr<DeviceHub::Device> DeviceHub::build(const DeviceConfig& dc,
                                                     const std::vector<RtStreamConfig>& streams) {
   auto d = std::make_shared<Device>();
+  d->self = d;
   d->config = dc;
   d->stream_configs = streams;
   Device* raw = d.get();
@@ -171,6 +172,7 @@ std::shared_ptr<DeviceHub::Device> DeviceHub::build(const DeviceConfig& dc,
   h.poll_input = [raw] { return raw->transport->deliver_pending(); };
   h.on_log_line = [this, raw](std::string_view line, bool truncated) { on_log_line(*raw, line, truncated); };
   h.on_report = [raw](const Report&, std::string_view json) { log::info(kLog, raw->config.name, ": report ", json); };
+  h.on_publish = [this, raw](std::span<const uint8_t> payload) { on_publish(*raw, payload); };
   h.on_oversize_frame = [this, raw](size_t len) {
     log::limited(limiter_, "oversize:" + raw->config.name, LogLevel::Warn, kLog, raw->config.name,
                  ": dropped a frame of ", len, " bytes from the device, above max_frame_bytes = ",
@@ -199,6 +201,9 @@ std::shared_ptr<DeviceHub::Device> DeviceHub::build(const DeviceConfig& dc,
     };
     cb.on_event = [this, raw, sp](RtStreamEvent e, std::string_view detail) {
       const std::string who = raw->config.name + "/" + sp->config.name;
+      // HTTP observers wait for the session, and end when it cannot be (re)opened.
+      if (e == RtStreamEvent::Opened) on_stream_opened(*raw, *sp);
+      if (e == RtStreamEvent::OpenFailed) on_stream_open_failed(*raw, *sp);
       switch (e) {
         case RtStreamEvent::Opened:
         case RtStreamEvent::Closed:
@@ -258,6 +263,7 @@ std::shared_ptr<DeviceHub::Device> DeviceHub::build(const DeviceConfig& dc,
     }
     d->streams.push_back(std::move(s));
   }
+  add_mappings(*d);
   return d;
 }
 
@@ -294,6 +300,7 @@ void DeviceHub::shutdown(Device& d) {
   d.stopped = true;
   d.timer->cancel();
   d.transport->stop();
+  abandon_requests(d);
 }
 
 void DeviceHub::retire(std::shared_ptr<Device> d) {
@@ -341,7 +348,7 @@ void DeviceHub::rearm(Device& d) {
   };
   for (const auto& s : d.streams) {
     if (s->flush_at) earliest(*s->flush_at);
-    if (s->rt && s->rt->state() != RtStreamState::Closed && !s->client) earliest(s->last_input + quiet_close_);
+    if (s->rt && s->rt->state() != RtStreamState::Closed && !s->in_use()) earliest(s->last_input + quiet_close_);
   }
   if (due && *due == RtStream::kDueNow) due = Clock::now();
   d.timer->arm(due);
@@ -354,10 +361,10 @@ void DeviceHub::on_due(Device& d) {
   d.ticking = false;
   for (auto& s : d.streams) {
     if (s->flush_at && now >= *s->flush_at) flush_mqtt(*s);
-    if (s->rt && s->rt->state() != RtStreamState::Closed && !s->client && now - s->last_input >= quiet_close_) {
+    if (s->rt && s->rt->state() != RtStreamState::Closed && !s->in_use() && now - s->last_input >= quiet_close_) {
       ++s->quiet_closes;
-      log::info(kLog, d.config.name, "/", s->config.name, ": no client and no MQTT input for ", quiet_close_.count(),
-                " ms; closing the session");
+      log::info(kLog, d.config.name, "/", s->config.name, ": no client, no observer and no MQTT input for ",
+                quiet_close_.count(), " ms; closing the session");
       s->rt->close(now);
     }
   }
@@ -382,6 +389,16 @@ void DeviceHub::on_transport(Device& d, bool up, std::error_code ec) {
     status_point(d, "down", d.last_down);
   }
   d.sessions->on_transport_state(up, Clock::now());
+  // The reset a transport change makes is handled here, not again by check_resets (where
+  // a late second one would clear subscriptions just renewed).
+  d.seen_device_resets = d.sessions->counters().device_resets;
+  if (up) {
+    // §6.1.6: a reconnect is a reset; the subscriptions are asked for again.
+    d.subs.on_device_reset();
+    pump_subscriptions(d);
+  } else {
+    on_link_down(d);
+  }
   if (!d.ticking) rearm(d);
 }
 
@@ -393,12 +410,20 @@ void DeviceHub::check_resets(Device& d) {
     log::info(kLog, d.config.name, ": the device is restarting (shutdown report); its sessions reopen in about ",
               kDeviceRestartWait.count(), " ms, in its new boot");
     status_point(d, "reset", "shutdown report");
+    d.subs.on_device_reset();  // asked again once the restart is over (below)
   }
   if (c.id_collisions > d.seen_collisions) {
     d.seen_collisions = c.id_collisions;
     ++d.resets;
     log::warn(kLog, d.config.name, ": the device handed out a streamID still in use: it restarted; sessions reopen");
     status_point(d, "reset", "streamID reused");
+  }
+  if (c.device_resets > d.seen_device_resets) {
+    // The end of a restart wait, a collision, or the port going: the device lost its
+    // subscriptions (§7.3); pump_subscriptions waits for the port and the restart.
+    d.seen_device_resets = c.device_resets;
+    d.subs.on_device_reset();
+    pump_subscriptions(d);
   }
 }
 
@@ -451,71 +476,5 @@ void DeviceHub::on_log_line(Device& d, std::string_view line, bool truncated) {
     }
   });
 }
-
-// ---- stream data -------------------------------------------------------------------
-
-void DeviceHub::on_stream_data(Device& d, Stream& s, std::span<const uint8_t> bytes) {
-  if (d.stopped) return;
-  if (s.bridge) s.bridge->from_device(bytes);
-  if (!s.config.mqtt) return;
-  s.out_buf.append(reinterpret_cast<const char*>(bytes.data()), bytes.size());
-  while (s.out_buf.size() >= kMqttChunkBytes) {
-    std::string chunk = s.out_buf.substr(0, kMqttChunkBytes);
-    s.out_buf.erase(0, kMqttChunkBytes);
-    ++s.mqtt_out_messages;
-    s.mqtt_out_bytes += chunk.size();
-    if (callbacks_.publish) callbacks_.publish(s.out_topic, std::move(chunk), s.config.name);
-  }
-  if (s.out_buf.empty())
-    s.flush_at.reset();
-  else if (!s.flush_at)
-    s.flush_at = Clock::now() + kMqttCoalesce;
-}
-
-void DeviceHub::flush_mqtt(Stream& s) {
-  s.flush_at.reset();
-  if (s.out_buf.empty()) return;
-  ++s.mqtt_out_messages;
-  s.mqtt_out_bytes += s.out_buf.size();
-  if (callbacks_.publish) callbacks_.publish(s.out_topic, std::exchange(s.out_buf, {}), s.config.name);
-  s.out_buf.clear();
-}
-
-bool DeviceHub::on_mqtt_message(const std::string& topic, const std::string& payload) {
-  for (auto& [name, d] : devices_) {
-    for (auto& s : d->streams) {
-      if (!s->config.mqtt || topic != s->in_topic) continue;
-      if (d->stopped || !s->rt) return true;
-      const TimePoint now = Clock::now();
-      ++s->mqtt_in_messages;
-      s->mqtt_in_bytes += payload.size();
-      s->last_input = now;
-      s->rt->open(now);
-      const auto* bytes = reinterpret_cast<const uint8_t*>(payload.data());
-      // All or nothing: half a message would be worse than none. MQTT cannot be
-      // paused, so a full queue drops the message.
-      if (!payload.empty() && !s->rt->write_all({bytes, payload.size()})) {
-        ++s->mqtt_in_dropped;
-        s->mqtt_in_dropped_bytes += payload.size();
-        log::limited(limiter_, "mqtt-in-drop:" + s->config.name, LogLevel::Warn, kLog, name, "/", s->config.name,
-                     ": input queue full (", s->rt->queued_bytes(), " bytes); dropped an MQTT message of ",
-                     payload.size(), " bytes");
-      }
-      rearm(*d);
-      return true;
-    }
-  }
-  return false;
-}
-
-std::vector<std::string> DeviceHub::subscriptions() const {
-  std::vector<std::string> out;
-  for (const auto& [name, d] : devices_)
-    for (const auto& s : d->streams)
-      if (s->config.mqtt) out.push_back(s->in_topic);
-  return out;
-}
-
-// ---- status ------------------------------------------------------------------------
 
 }  // namespace edgelink::devices

@@ -13,16 +13,23 @@ size_t DeviceHub::devices_up() const {
 }
 
 std::string DeviceHub::summary() const {
-  uint64_t resets = 0, clients = 0, lost = 0;
+  uint64_t resets = 0, clients = 0, lost = 0, mappings = 0, points = 0, dropped = 0;
   for (const auto& [name, d] : devices_) {
     resets += d->resets;
     for (const auto& s : d->streams) {
       clients += s->client;
       lost += s->data_lost + s->mqtt_in_dropped;
     }
+    for (const Mapping& m : d->mappings) {
+      ++mappings;
+      points += m.points;
+      dropped += m.dropped;
+    }
   }
-  return log::concat("devices ", devices_up(), "/", devices_.size(), " up (", resets, " resets), rtstream clients ",
-                     clients, ", rtstream losses ", lost);
+  std::string out = log::concat("devices ", devices_up(), "/", devices_.size(), " up (", resets,
+                                " resets), rtstream clients ", clients, ", rtstream losses ", lost);
+  if (mappings > 0) out += log::concat(", publish points ", points, " (", dropped, " dropped)");
+  return out;
 }
 
 void DeviceHub::write_status(JsonObject& devices) const {
@@ -30,15 +37,15 @@ void DeviceHub::write_status(JsonObject& devices) const {
     const Device& d = *dp;
     devices.object(name, [&](JsonObject& o) {
       // The keys of spec/http-api.md §3.1. A RICREST link is up while its port is open.
-      // coposts and observers are the HTTP API's requests in flight and open obget
-      // streams for the device: none until that API exists (it may set them).
+      // coposts and observers: the HTTP API's requests in flight and open obget streams.
       o.str("kind", "ricrest")
           .str("transport", to_string(d.config.transport))
           .str("link", d.up && !d.stopped ? "up" : "down")
           .ms("since", d.since_ms)
           .u64("resets", d.resets)
-          .u64("coposts", 0)
-          .u64("observers", 0);
+          .u64("coposts", d.coposts.size())
+          .u64("observers", static_cast<uint64_t>(std::count_if(
+              d.observers.begin(), d.observers.end(), [](const auto& e) { return !e.second.ended; })));
       o.str("name", name)
           .str("path", d.config.path)
           .u64("baud", d.config.baud)
@@ -97,6 +104,42 @@ void DeviceHub::write_status(JsonObject& devices) const {
             .u64("blocks_dropped", sc.blocks_dropped);
       });
 
+      // HTTP device access (http-api.md §5): what is in flight now and how requests ended.
+      o.object("http", [&](JsonObject& j) {
+        j.u64("coposts", d.coposts.size())
+            .u64("observers", static_cast<uint64_t>(std::count_if(d.observers.begin(), d.observers.end(),
+                                                                   [](const auto& e) { return !e.second.ended; })))
+            .u64("requests_ok", d.requests_ok)
+            .u64("requests_fail", d.requests_fail)
+            .u64("requests_timeout", d.requests_timeout)
+            .u64("requests_offline", d.requests_offline);
+      });
+      o.object("subscriptions", [&](JsonObject& j) {
+        const DeviceSubscriptionsCounters& pc = d.subs.counters();
+        j.u64("users", d.subs.user_count())
+            .u64("updates", pc.updates)
+            .u64("updates_ok", pc.updates_ok)
+            .u64("not_found", pc.not_found)
+            .u64("failed", pc.failed)
+            .u64("timeouts", pc.timeouts)
+            .u64("publishes_routed", pc.routed)
+            .u64("publishes_unrouted", pc.unrouted);
+      });
+      rapidjson::Value publish(rapidjson::kArrayType);
+      for (const Mapping& m : d.mappings) {
+        rapidjson::Value v(rapidjson::kObjectType);
+        JsonObject j(v, o.allocator());
+        j.str("topic", m.config.topic)
+            .str("stream", m.config.stream)
+            .boolean("subscribed", m.subscribed)
+            .u64("points", m.points)
+            .u64("dropped", m.dropped)
+            .u64("failures", m.failures)
+            .str("last_error", m.last_error);
+        publish.PushBack(std::move(v), o.allocator());
+      }
+      o.add("publish", std::move(publish));
+
       rapidjson::Value rtstreams(rapidjson::kArrayType);
       for (const auto& sp : d.streams)
         if (sp->rt) rtstreams.PushBack(rtstream_status(*sp, o.allocator()), o.allocator());
@@ -141,7 +184,8 @@ rapidjson::Value DeviceHub::rtstream_status(const Stream& s, JsonObject::Allocat
       .u64("dropped_late", c.dropped_late)
       .u64("window_grown", c.window_grown)
       .u64("data_lost", s.data_lost)
-      .u64("quiet_closes", s.quiet_closes);
+      .u64("quiet_closes", s.quiet_closes)
+      .u64("observers", s.observers);
   if (s.bridge) {
     o.object("tcp", [&](JsonObject& t) {
       const RtStreamBridgeStats& bs = s.bridge->stats();

@@ -102,7 +102,7 @@ void RtStream::send_ufstart(TimePoint now, StartReason reason) {
   if (generation != generation_ || !request_pending_) return;  // completed (or abandoned) synchronously
   if (!submitted) {
     request_pending_ = false;
-    fail_open(std::string("ufStart not sent: ") + to_string(submitted.error));
+    fail_open(std::string("ufStart not sent: ") + to_string(submitted.error), {submitted.error, {}});
     return;
   }
   request_msg_ = submitted.msg_num;
@@ -118,18 +118,18 @@ void RtStream::on_ufstart_reply(uint64_t generation, const RequestResult& result
       lose_session("device reset", false);
       return;
     }
-    fail_open(std::string("ufStart: ") + to_string(result.error));
+    fail_open(std::string("ufStart: ") + to_string(result.error), {result.error, result.json});
     return;
   }
   const auto parsed = parse_ufstart_reply(result.reply);
   const auto* reply = std::get_if<UfStartReply>(&parsed);
   if (!reply) {
-    fail_open("ufStart: unusable reply: " + result.json);
+    fail_open("ufStart: unusable reply: " + result.json, {LinkError::None, result.json});
     return;
   }
   if (!reply->ok) {
     std::string why = !reply->reason_text.empty() ? reply->reason_text : !reply->error.empty() ? reply->error : "fail";
-    fail_open("ufStart failed: " + why);
+    fail_open("ufStart failed: " + why, {LinkError::None, result.json});
     return;
   }
   const bool same_session = state_ == RtStreamState::Restarting && reply->stream_id == stream_id_;
@@ -164,7 +164,8 @@ void RtStream::wait_for_reopen(std::chrono::milliseconds delay) {
     retry_at_.reset();  // resolved against the clock on the next tick
 }
 
-void RtStream::fail_open(std::string why) {
+void RtStream::fail_open(std::string why, RtStreamOpenFailure failure) {
+  open_failure_ = std::move(failure);
   cancel_request();
   ++counters_.open_failures;
   ++failures_;

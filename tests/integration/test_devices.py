@@ -109,9 +109,16 @@ class PtyPair:
 class Sim:
     """demo/mcu_sim.py on the device end, under the signal wrapper."""
 
-    def __init__(self, path, *args):
+    def __init__(self, path, *args, log=None):
         # nice execs its command: proc.pid is the simulator's, for the signal knobs.
-        self.proc = subprocess.Popen([*DEVICE_PRIORITY, sys.executable, "-c", SIM_WRAPPER, DEMO, path, *args])
+        # With `log`, its stderr (e.g. the subscription requests it got) goes to that file.
+        self.log = log
+        self.proc = subprocess.Popen([*DEVICE_PRIORITY, sys.executable, "-c", SIM_WRAPPER, DEMO, path, *args],
+                                     stderr=open(log, "ab") if log else None)
+
+    def log_lines(self, prefix="sim: "):
+        with open(self.log, errors="replace") as f:
+            return [ln.rstrip("\n") for ln in f if ln.startswith(prefix)]
 
     def crash(self):
         self.proc.send_signal(signal.SIGUSR1)
@@ -176,14 +183,15 @@ def repl_answer(line):
 
 @pytest.fixture
 def rig(workdir, broker, make_edgelink):
-    """rig(framing=..., sim_args=..., port=True, mqtt=False, device={extra [devices.mcu] keys})
-    -> (edgelink, pair, sim, port)."""
+    """rig(framing=..., sim_args=..., port=True, mqtt=False, device={extra [devices.mcu] keys},
+    sim_log=False) -> (edgelink, pair, sim, port). sim_log: the simulator's stderr goes to
+    WORKDIR/sim.log (Sim.log_lines)."""
     things = []
 
-    def make(framing="hdlc", sim_args=(), port=True, mqtt=False, device=None, **overrides):
+    def make(framing="hdlc", sim_args=(), port=True, mqtt=False, device=None, sim_log=False, **overrides):
         pair = PtyPair(workdir).start()
         things.append(pair)
-        sim = Sim(pair.dev, "--framing", framing, *sim_args)
+        sim = Sim(pair.dev, "--framing", framing, *sim_args, log=os.path.join(workdir, "sim.log") if sim_log else None)
         things.append(sim)
         rt = {"device": "mcu", "endpoint": "upyconsole", "mqtt": mqtt}
         tcp_port = free_port() if port else None
@@ -503,3 +511,49 @@ def test_reload_moves_the_port_and_adds_mqtt(rig, sub):
     out = lambda: b"".join(p for _, p in sub.on("/rtstreams/console/out"))
     wait_for(lambda: repl_answer(b"r\r") in out(), what="the answer on /out after the reload")
     assert "mcu: configuration changed" in e.log_text()
+
+
+def test_device_publishes_become_points_on_a_stream(rig, sub):
+    """[[devices.mcu.publish]] mappings: once the port is open edgelink asks the device for
+    each topic; every devjson publish becomes a point on mcu_pub with the JSON object as
+    its payload, every devbin publish one on mcu_bin with payload_b64; a topic the device
+    does not know is reported, not retried. After an orderly device reset (REPORT) the
+    subscriptions are renewed and the publishes resume. No HTTP involved."""
+    import base64
+    publish = [{"topic": "devjson", "stream": "mcu_pub", "rate_hz": 5},
+               {"topic": "devbin", "stream": "mcu_bin", "rate_hz": 2, "min_ms": 100},
+               {"topic": "nosuch", "stream": "mcu_pub"}]
+    fast = {"batch_size": 1, "flush_period": 1}
+    e, pair, sim, _ = rig(device={"publish": publish}, sim_log=True,
+                          streams={"mcu_pub": fast, "mcu_bin": fast, "device_status": fast})
+    points = wait_for(lambda: (lambda p: p if len(p) >= 5 else None)(sub.points("mcu_pub")), what="devjson points")
+    for p in points:
+        assert p["device"] == "mcu" and p["topic"] == "devjson" and isinstance(p["sequence"], int)
+        assert p["payload"]["_t"] == 0 and p["payload"]["_v"] == 1 and "x" in p["payload"]["1"]["48"]
+    counters = [int(p["payload"]["1"]["48"]["x"], 16) for p in points]
+    assert counters == sorted(counters)
+    bins = wait_for(lambda: sub.points("mcu_bin"), what="devbin points")
+    raw = base64.b64decode(bins[0]["payload_b64"])
+    assert bins[0]["topic"] == "devbin" and raw[:2] == bytes([0xDB, 0x01]) and len(raw) == 13
+    requests = sim.log_lines("sim: subscription update")
+    assert "sim: subscription update devjson rateHz=5 minMs=50" in requests
+    assert "sim: subscription update devbin rateHz=2 minMs=100" in requests
+    assert "sim: subscription update nosuch rateHz=1 minMs=50" in requests
+    pub = {m["topic"]: m for m in device_status(e)["publish"]}
+    assert pub["devjson"]["subscribed"] and pub["devjson"]["points"] >= 5 and pub["devjson"]["dropped"] == 0
+    assert not pub["nosuch"]["subscribed"] and pub["nosuch"]["failures"] == 1
+    assert "does not publish this topic" in pub["nosuch"]["last_error"]
+    e.wait_log("publish topic nosuch not subscribed")
+
+    # An orderly reset: the device forgets its subscriptions; edgelink asks again once the
+    # restart is over, and the publishes (their counter restarted with the boot) come back.
+    sim.reset()
+    wait_for(lambda: device_status(e)["sessions"]["reset_reports"] >= 1, what="the REPORT to be seen")
+    wait_for(lambda: len(sim.log_lines("sim: subscription update devjson")) >= 2, timeout=15,
+             what="the subscription to be renewed after the reset")
+    seen = len(sub.points("mcu_pub"))
+    after = wait_for(lambda: (lambda p: p[seen:] if len(p) >= seen + 3 else None)(sub.points("mcu_pub")),
+                     what="devjson points after the reset")
+    assert min(int(p["payload"]["1"]["48"]["x"], 16) for p in after) < max(counters)  # the new boot's counter
+    assert len(sim.log_lines("sim: subscription update nosuch")) == 2  # asked once per boot, not in a loop
+    assert device_status(e)["subscriptions"]["updates"] == 6

@@ -11,6 +11,12 @@
 // for kQuietClose. The device only produces output on an open session, so an
 // MQTT-only stream is woken by its /in topic.
 //
+// The HTTP API reaches the devices through http::DeviceAccess (http-api.md §5; see
+// device_hub_access.cpp): coposts become device requests on the device's link; obget
+// /pub/<topic> observers share the device's subscriptions (DeviceSubscriptions) with
+// the configured [[devices.X.publish]] mappings, whose publishes become data points on
+// their streams; obget /rtstreams/<name> observers use a bridge like its TCP client.
+//
 // What comes back to the daemon goes through two callbacks: `publish` (raw rtstream
 // output; the daemon pushes it into the Outbox) and `point` (device log lines on the
 // device's log_stream and up/down/reset news on the "device_status" stream, as data
@@ -43,6 +49,7 @@
 #include "edgelink/apps/app_message.hpp"
 #include "edgelink/config/config.hpp"
 #include "edgelink/util/json_object.hpp"
+#include "edgelink/http/device_access.hpp"
 #include "edgelink/util/log.hpp"
 
 namespace edgelink::devices {
@@ -79,12 +86,12 @@ struct DeviceHubCallbacks {
   std::function<bool(const DataPoint&)> point;
 };
 
-class DeviceHub {
+class DeviceHub : public http::DeviceAccess {
  public:
   // `quiet_close` is kQuietClose except in tests.
   DeviceHub(asio::io_context& io, const Config& config, DeviceHubCallbacks callbacks,
             std::chrono::milliseconds quiet_close = kQuietClose);
-  ~DeviceHub();
+  ~DeviceHub() override;
   DeviceHub(const DeviceHub&) = delete;
   DeviceHub& operator=(const DeviceHub&) = delete;
 
@@ -113,9 +120,29 @@ class DeviceHub {
   size_t device_count() const { return devices_.size(); }
   size_t devices_up() const;
 
+  // http::DeviceAccess for the configured [devices.NAME] (device_hub_access.cpp).
+  // kind: Ricrest; link_up: while the port is open. check (row 11 of §4.3): copost as
+  // translate_copost(); obget /pub/<topic> with parse_publish_options() data, or
+  // /rtstreams/<name> of this device with empty data; otherwise NOT_FOUND/BAD_REQUEST.
+  // Observers end with a final DEVICEID_OFFLINE when the port closes or the device is
+  // stopped or rebuilt by a reload; a copost then gets DEVICEID_OFFLINE.
+  http::DeviceKind kind(std::string_view device) const override;
+  bool link_up(std::string_view device) const override;
+  http::Code check(std::string_view device, http::Method method, std::string_view uri,
+                   std::string_view data) const override;
+  std::unique_ptr<http::Pending> copost(std::string_view device, std::string_view uri, std::string_view data,
+                                        std::function<void(http::Frame)> done) override;
+  std::unique_ptr<http::Pending> obget(std::string_view device, std::string_view uri, std::string_view data,
+                                       http::ObserveCallbacks callbacks) override;
+
  private:
   struct Device;
   struct Stream;
+  struct Observer;
+  struct Mapping;
+  struct CopostState;
+  class CopostHandle;
+  class ObserveHandle;
 
   std::shared_ptr<Device> build(const DeviceConfig& dc, const std::vector<RtStreamConfig>& streams);
   std::vector<std::string> open(Device& d);
@@ -136,15 +163,40 @@ class DeviceHub {
   void touch(Device& d, Stream& s);
   std::vector<RtStreamConfig> streams_of(const Config& config, const std::string& device) const;
 
+  // Subscriptions and publishes (device_hub_publish.cpp).
+  void add_mappings(Device& d);
+  void pump_subscriptions(Device& d);
+  void take_subscription_events(Device& d);
+  void on_publish(Device& d, std::span<const uint8_t> payload);
+  void publish_point(Device& d, Mapping& m, std::span<const uint8_t> payload);
+  Mapping* find_mapping(Device& d, uint64_t user);
+
+  // Observers (device_hub_access.cpp).
+  void finish_observer(Device& d, uint64_t id, http::Frame frame);
+  void flush_notices(Device& d);
+  void end_observer(Device& d, uint64_t id);
+  void release_stream(Stream& s);
+  void on_stream_opened(Device& d, Stream& s);
+  void on_stream_open_failed(Device& d, Stream& s);
+  void on_link_down(Device& d);
+  void abandon_requests(Device& d);
+  Stream* find_stream(const Device& d, std::string_view name) const;
+
   asio::io_context& io_;
   Config config_;  // identity, topics and stream settings of the last start/reload
   DeviceHubCallbacks callbacks_;
   std::chrono::milliseconds quiet_close_;
-  std::map<std::string, std::shared_ptr<Device>> devices_;
+  std::map<std::string, std::shared_ptr<Device>, std::less<>> devices_;
   std::map<std::string, uint32_t> sequences_;  // per point stream (log streams are shared)
   bool running_ = false;
   log::RateLimiter limiter_;
   log::RateLimiter log_lines_{20, std::chrono::seconds(10)};
+  uint64_t next_id_ = 1;  // observers, mappings and coposts
+  // Inside a call from HttpApi (copost, obget, a handle's destruction): its callbacks
+  // must not run now, so what would call them is posted.
+  int http_calls_ = 0;
+  // Posted handlers and handles that may outlive the hub hold a weak copy.
+  std::shared_ptr<int> alive_ = std::make_shared<int>(0);
 };
 
 }  // namespace edgelink::devices

@@ -119,6 +119,13 @@ enum class RtStreamEvent {
 };
 const char* to_string(RtStreamEvent event);
 
+// What made the last open fail (OpenFailed), for callers that report it on: the link's
+// error (None when the device answered), and the reply JSON when there was one.
+struct RtStreamOpenFailure {
+  LinkError link_error = LinkError::None;
+  std::string reply_json;
+};
+
 struct RtStreamCallbacks {
   // Device output for this stream, in arrival order.
   std::function<void(std::span<const uint8_t>)> on_data;
@@ -216,6 +223,7 @@ class RtStream {
   const std::string& file_name() const { return file_name_; }
   const std::string& endpoint() const { return endpoint_; }
   const std::string& last_error() const { return last_error_; }
+  const RtStreamOpenFailure& last_open_failure() const { return open_failure_; }
   uint32_t tx_position() const { return tx_pos_; }
   bool block_in_flight() const { return inflight_.has_value(); }
   const RtStreamCounters& counters() const { return counters_; }
@@ -240,7 +248,7 @@ class RtStream {
   void send_ufstart(TimePoint now, StartReason reason);
   void on_ufstart_reply(uint64_t generation, const RequestResult& result);
   void cancel_request();
-  void fail_open(std::string why);
+  void fail_open(std::string why, RtStreamOpenFailure failure = {});
   void lose_session(std::string why, bool with_backoff);
   void wait_for_reopen(std::chrono::milliseconds delay);
   void confirm_inflight();
@@ -263,6 +271,7 @@ class RtStream {
   uint8_t stream_id_ = 0;
   size_t block_size_ = kMaxBlockPayload;
   std::string last_error_;
+  RtStreamOpenFailure open_failure_;
   int failures_ = 0;  // consecutive failed opens; reset when a block is confirmed
   bool ever_opened_ = false;
   bool first_block_pending_ = false;  // §6.1.1 step 4: the open is confirmed by its first block

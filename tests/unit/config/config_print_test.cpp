@@ -58,6 +58,16 @@ path = "/dev/serial/by-id/usb-1a86_USB_Serial-if00-port0"
 baud = 115200
 framing = "console"
 log_stream = "mcu_log"
+[[devices.mcu.publish]]
+topic = "devjson"
+stream = "mcu_pub"
+rate_hz = 0.1
+min_ms = 10
+trigger = "change"
+[[devices.mcu.publish]]
+topic = "devbin"
+stream = "mcu_bin"
+rate_hz = 1000
 [devices.raw]
 transport = "serial"
 path = "/dev/ttyACM0"
@@ -170,6 +180,9 @@ TEST_CASE("config: to_toml round-trips to an equal config", "[config]") {
   REQUIRE(second.config);
   CHECK(second.unknown_keys.empty());
   REQUIRE(second.config->devices.size() == 2);
+  REQUIRE(second.config->devices.at("mcu").publish.size() == 2);
+  CHECK(printed.find("\n[[devices.mcu.publish]]\ntopic = \"devjson\"\nstream = \"mcu_pub\"\nrate_hz = 0.1\n"
+                     "min_ms = 10\ntrigger = \"change\"\n") != std::string::npos);
   REQUIRE(second.config->rtstreams.size() == 3);
   CHECK(second.config->prioritize_live_data);
   CHECK(printed.find("\nprioritize_live_data = true\n") != std::string::npos);

@@ -738,6 +738,81 @@ TEST_CASE("config: unknown keys in devices and rtstreams", "[config][devices]") 
   CHECK(r.unknown_keys[1].to_string() == "test.toml:10:1: unknown key 'prot' in [rtstreams.r]");
 }
 
+TEST_CASE("config: device publish mappings", "[config][devices]") {
+  // kDevice is lines 1-4; the first [[devices.m.publish]] is line 5.
+  const auto r = load(kDevice + R"([[devices.m.publish]]
+topic = "devjson"
+stream = "mcu_pub"
+rate_hz = 5
+[[devices.m.publish]]
+topic = "dev.bin-2_x"
+stream = "mcu_bin"
+rate_hz = 0.25
+min_ms = 0
+trigger = "change"
+)");
+  INFO(all_issues(r.errors));
+  REQUIRE(r.config);
+  CHECK(r.unknown_keys.empty());
+  const auto& pub = r.config->devices.at("m").publish;
+  REQUIRE(pub.size() == 2);
+  CHECK(pub[0] == DevicePublishConfig{"devjson", "mcu_pub", 5.0, 50, "timeorchange"});
+  CHECK(pub[1] == DevicePublishConfig{"dev.bin-2_x", "mcu_bin", 0.25, 0, "change"});
+  // The inline form is the same array of tables; 1000 Hz is the top of the range.
+  const auto inline_form =
+      load(kDevice + "publish = [{ topic = \"devjson\", stream = \"s\", rate_hz = 1000, trigger = \"\" }]\n");
+  INFO(all_issues(inline_form.errors));
+  REQUIRE(inline_form.config);
+  CHECK(inline_form.config->devices.at("m").publish.at(0) == DevicePublishConfig{"devjson", "s", 1000.0, 50, ""});
+  // No publish tables: none.
+  CHECK(load(kDevice).config->devices.at("m").publish.empty());
+
+  const std::string p = kDevice + "[[devices.m.publish]]\n";  // keys from line 6 on
+  require_one_error(p + "stream = \"s\"\n", "devices.m.publish[0].topic: required key is missing", 5, 1);
+  require_one_error(p + "topic = \"t\"\n", "devices.m.publish[0].stream: required key is missing", 5, 1);
+  require_one_error(p + "topic = \"a/b\"\nstream = \"s\"\n",
+                    "devices.m.publish[0].topic: a device topic must be 1..64 letters, digits, '.', '_' or '-', "
+                    "got \"a/b\"",
+                    6, 9);
+  require_one_error(p + "topic = \"" + std::string(65, 't') + "\"\nstream = \"s\"\n", "a device topic must be", 6, 9);
+  require_one_error(p + "topic = \"\"\nstream = \"s\"\n", "must be a non-empty string", 6, 9);
+  require_one_error(p + "topic = \"t\"\nstream = \"a b\"\n",
+                    "devices.m.publish[0].stream: a stream name must be 1..64 letters, digits, '_' or '-', got "
+                    "\"a b\"",
+                    7, 10);
+  require_one_error(p + "topic = \"t\"\nstream = \"action_status\"\n",
+                    "devices.m.publish[0].stream: \"action_status\" is the built-in action status stream", 7, 10);
+  require_one_error(p + "topic = \"t\"\nstream = \"s\"\nrate_hz = 0\n",
+                    "devices.m.publish[0].rate_hz: must be a number of Hz > 0 and <= 1000, got 0", 8, 11);
+  require_one_error(p + "topic = \"t\"\nstream = \"s\"\nrate_hz = 1000.5\n", "got 1000.5", 8, 11);
+  require_one_error(p + "topic = \"t\"\nstream = \"s\"\nrate_hz = -1\n", "> 0 and <= 1000, got -1", 8, 11);
+  require_one_error(p + "topic = \"t\"\nstream = \"s\"\nrate_hz = nan\n", "> 0 and <= 1000, got nan", 8, 11);
+  require_one_error(p + "topic = \"t\"\nstream = \"s\"\nrate_hz = \"5\"\n", "got a string", 8, 11);
+  require_one_error(p + "topic = \"t\"\nstream = \"s\"\nmin_ms = -1\n",
+                    "devices.m.publish[0].min_ms: must be an integer 0..4294967295, got -1", 8, 10);
+  require_one_error(p + "topic = \"t\"\nstream = \"s\"\nmin_ms = 1.5\n", "must be an integer 0..4294967295", 8, 10);
+  require_one_error(p + "topic = \"t\"\nstream = \"s\"\ntrigger = \"time&change\"\n",
+                    "devices.m.publish[0].trigger: must be at most 64 letters, digits, '_' or '-'", 8, 11);
+  require_one_error(p + "topic = \"t\"\nstream = \"s\"\ntrigger = 1\n", "must be a string, got an integer", 8, 11);
+  require_one_error(kDevice + "publish = 1\n",
+                    "devices.m.publish: must be an array of tables ([[devices.m.publish]] with topic and stream), "
+                    "got an integer",
+                    5, 11);
+  require_one_error(kDevice + "publish = [1]\n", "devices.m.publish[0]: must be a table with topic and stream", 5, 12);
+  // One device subscription per topic: the second mapping of a topic is the error.
+  require_one_error(p + "topic = \"t\"\nstream = \"s\"\n[[devices.m.publish]]\ntopic = \"t\"\nstream = \"s2\"\n",
+                    "devices.m.publish[1].topic: topic \"t\" is already published by devices.m.publish[0]", 9, 9);
+  // The same topic on two devices is two subscriptions.
+  CHECK(load(p + "topic = \"t\"\nstream = \"s\"\n[devices.n]\npath = \"/dev/n\"\n[[devices.n.publish]]\n"
+                 "topic = \"t\"\nstream = \"s\"\n")
+            .config);
+
+  const auto unknown = load(p + "topic = \"t\"\nstream = \"s\"\nrate = 5\n");
+  REQUIRE(unknown.config);
+  REQUIRE(unknown.unknown_keys.size() == 1);
+  CHECK(unknown.unknown_keys[0].to_string() == "test.toml:8:1: unknown key 'rate' in devices.m.publish[0]");
+}
+
 TEST_CASE("non-ASCII text outside strings and comments is a syntax error found before toml++ parses", "[config]") {
   // toml++ 3.3 reaches __builtin_unreachable for some of these characters; the text
   // must never get to it.
