@@ -375,7 +375,7 @@ lvl = "x"
 [devices.mcu]
 path = "/dev/ttyUSB0"
 port = "/dev/ttyUSB0"
-[http]
+[htpp]
 )";
   const auto r = load(text);
   INFO(all_issues(r.unknown_keys));
@@ -398,9 +398,9 @@ port = "/dev/ttyUSB0"
   CHECK(u[7].message == "unknown key 'lvl' in [log]");
   CHECK(u[8].message == "unknown key 'port' in [devices.mcu]");
   CHECK(u[8].line == 20);
-  CHECK(u[9].message == "unknown key 'http' at top level");
+  CHECK(u[9].message == "unknown key 'htpp' at top level");
   CHECK(u[9].line == 21);
-  CHECK(u[9].to_string() == "test.toml:21:2: unknown key 'http' at top level");
+  CHECK(u[9].to_string() == "test.toml:21:2: unknown key 'htpp' at top level");
 }
 
 TEST_CASE("config: password_file", "[config]") {
