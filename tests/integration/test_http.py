@@ -158,7 +158,7 @@ def http_rig(workdir, broker, make_edgelink):
     def make(http=None, sim_args=(), device=None, wait_up=True, **overrides):
         pair = PtyPair(workdir).start()
         things.append(pair)
-        sim = Sim(pair.dev, *sim_args)
+        sim = Sim(pair.dev, *sim_args, log=os.path.join(workdir, "sim.log"))
         things.append(sim)
         port = free_port()
         config = {
@@ -282,15 +282,14 @@ def test_copost_url_command_frame_and_refusals(http_rig):
     r = h.copost("mcu1", "/sim/say", b64('{"text":"hi"}'))
     assert r["code"] == "OK", r
 
-    sent = device_requests(h)["results"]
+    requests = h.status()["devices"]["mcu1"]["link_counters"]["requests"]
     for data in (b64("[1]"), b64("hello")):
         r = h.copost("mcu1", "/sim/say", data)
         assert r["code"] == "BAD_REQUEST" and r["data"] == ""
     assert h.copost("mcu1", "/subscription")["code"] == "METHOD_NOT_ALLOWED"
     assert h.copost("mcu1", "/ufStart", b64('{"fileName":"x"}'))["code"] == "BAD_REQUEST"
-    # None of these reached the device: only the refusals were counted.
-    after = device_requests(h)["results"]
-    assert after["ok"] == sent["ok"]
+    # None of these reached the device.
+    assert h.status()["devices"]["mcu1"]["link_counters"]["requests"] == requests
 
 
 def test_copost_retry_timeout_and_offline(http_rig):
@@ -317,8 +316,13 @@ def test_copost_survives_one_lost_frame(http_rig):
 
 # ---- item 3: RICREST obget ----------------------------------------------------------
 
-def sim_updates(workdir_log):
-    return [ln for ln in open(workdir_log, errors="replace").read().splitlines() if "subscription update" in ln]
+def sim_updates(sim, topic="devjson"):
+    """The rateHz of every subscription update the simulator received for `topic`."""
+    out = []
+    for ln in sim.log_lines():
+        if f"subscription update {topic} " in ln:
+            out.append(float(ln.split("rateHz=")[1].split()[0]))
+    return out
 
 
 def test_obget_pub_streams_frames_and_cancel_unsubscribes(http_rig):
@@ -335,6 +339,12 @@ def test_obget_pub_streams_frames_and_cancel_unsubscribes(http_rig):
     wait_for(lambda: h.status()["http"]["devices"]["mcu1"]["observers"] == 0, what="observer removed")
     ended = h.status()["http"]["devices"]["mcu1"]["observers_ended"]
     assert ended.get("client_gone") == 1
+    wait_for(lambda: sim_updates(sim)[-1:] == [0.0], what="the device told rateHz 0")
+    assert sim_updates(sim)[0] == 10.0
+    # And no publish frames follow: the device's subscription is gone.
+    routed = h.status()["devices"]["mcu1"]["subscriptions"]["publishes_routed"]
+    time.sleep(0.5)
+    assert h.status()["devices"]["mcu1"]["subscriptions"]["publishes_routed"] == routed
 
 
 def test_obget_two_observers_share_the_fastest_rate(http_rig):
@@ -342,7 +352,8 @@ def test_obget_two_observers_share_the_fastest_rate(http_rig):
     slow = Observer(h.port, "mcu1", "/pub/devjson", b64('{"rateHz":1}'))
     fast = Observer(h.port, "mcu1", "/pub/devjson", b64('{"rateHz":10}'))
     fast.wait_frames(10, timeout=5)
-    # Both see the 10 Hz publishes: the subscription is shared.
+    # One device subscription at the fastest rate, shared: both see the 10 Hz publishes.
+    assert 10.0 in sim_updates(sim)
     assert len(slow.frames) >= 5
     slow.close()
     fast.close()
