@@ -149,6 +149,30 @@ struct HttpConfig {
   bool operator==(const HttpConfig&) const = default;
 };
 
+// [[rtio.device_services]]: a device copost to `uri` is published to `topic`.
+struct RtioServiceConfig {
+  std::string uri;    // 5..128 bytes, unique (and unique CRC-32)
+  std::string topic;  // may use {tenant_id}, {device_id} (the gateway), {rtio_device_id}
+  bool operator==(const RtioServiceConfig&) const = default;
+};
+
+// [rtio] (spec/http-api.md §6.1): the RTIO device-access server. No section: none.
+struct RtioConfig {
+  bool enabled = false;  // true when [rtio] is present
+  std::string bind = "127.0.0.1:17017";
+  std::string host = "127.0.0.1";
+  uint16_t port = 17017;
+  std::string secrets_file;  // lines "<device id>:<secret>"; read at load time
+  Millis verify_timeout{15000};
+  Millis service_timeout{5000};
+  uint32_t max_connections = 64;
+  // Device id (36 of [A-Za-z0-9-]) -> secret (24..64 printable ASCII), from
+  // [rtio.devices] and secrets_file together.
+  std::map<std::string, std::string> devices;
+  std::vector<RtioServiceConfig> services;
+  bool operator==(const RtioConfig&) const = default;
+};
+
 struct SpoolConfig {
   uint64_t max_bytes = 256ull << 20;
   uint64_t max_memory_bytes = 16ull << 20;
@@ -180,6 +204,7 @@ struct Config {
   std::map<std::string, DeviceConfig> devices;
   std::map<std::string, RtStreamConfig> rtstreams;  // each names a configured device
   HttpConfig http;
+  RtioConfig rtio;
   SpoolConfig spool;
   LogConfig log;
 };
