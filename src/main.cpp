@@ -1,4 +1,5 @@
 // CLI only: parse the command line, load the config, build a Daemon and run it.
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -30,6 +31,13 @@ int run(const std::string& path) {
     return 2;
   }
   edgelink::log::set_level(r.config->log.level);
+  // Every app, HTTP client and RTIO device is a descriptor; a shell's soft limit of
+  // 1024 would cap a gateway with a thousand RTIO devices. The hard limit is the
+  // operator's (systemd's LimitNOFILE), so take all of it.
+  if (rlimit lim{}; ::getrlimit(RLIMIT_NOFILE, &lim) == 0 && lim.rlim_cur < lim.rlim_max) {
+    lim.rlim_cur = lim.rlim_max;
+    ::setrlimit(RLIMIT_NOFILE, &lim);
+  }
   asio::io_context io(1);
   edgelink::Daemon daemon(io, std::move(*r.config));
   auto errors = daemon.start();

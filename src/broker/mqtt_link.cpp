@@ -315,7 +315,7 @@ void MqttLink::on_publish_result(uint64_t generation, uint64_t id, bool ok) {
   if (ok) {
     if (outbox_.ack(id)) {
       ++counters_.acked;
-      if (callbacks_.on_acked) callbacks_.on_acked();
+      if (callbacks_.on_acked) callbacks_.on_acked(id);
     }
   } else if (generation == (generation_ & kGenerationMask) && state_ == State::Connected) {
     // Paho fails publishes of a dying connection; connection_lost follows and

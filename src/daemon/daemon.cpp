@@ -27,7 +27,7 @@ Daemon::Daemon(asio::io_context& io, Config config)
       link_(io, config_, outbox_,
             MqttLink::Callbacks{
                 [this](std::string topic, std::string payload) { on_mqtt_message(topic, payload); },
-                [this] { on_acked(); },
+                [this](uint64_t id) { on_acked(id); },
                 [this](bool online) { outbox_.set_online(online); },
             }),
       devices_(io, config_,
@@ -38,7 +38,15 @@ Daemon::Daemon(asio::io_context& io, Config config)
                    [this](const DataPoint& point) { return add_point(point); },
                }),
       status_server_(io, [this] { return status_json(); }),
-      http_(io, config_.http, devices_,
+      rtio_(io, config_,
+            rtio::RtioCallbacks{
+                [this] { return link_.state() == MqttLink::State::Connected; },
+                [this](std::string topic, std::string payload, std::string device, std::function<void()> acked) {
+                  publish_device_copost(std::move(topic), std::move(payload), device, std::move(acked));
+                },
+            }),
+      device_router_({&devices_, &rtio_}),
+      http_(io, config_.http, device_router_,
             http::HttpHooks{
                 [this] { return status_json(); },
                 [this] { return http::write_metrics(status_document()); },
@@ -59,6 +67,8 @@ Daemon::Daemon(asio::io_context& io, Config config)
   // Until the broker is known to be reachable, batches are written to disk.
   outbox_.set_online(false);
   outbox_.set_live_first(config_.prioritize_live_data);
+  // RTIO devices first: the HTTP API's hook fills in every device's coposts/observers.
+  add_status_hook([this](rapidjson::Document& doc) { rtio_.write_status(doc); });
   add_status_hook([this](rapidjson::Document& doc) { http_.write_status(doc); });
 }
 
@@ -80,10 +90,13 @@ std::vector<std::string> Daemon::start() {
   if (errors.empty())
     for (auto& e : devices_.start()) errors.push_back(std::move(e));
   if (errors.empty())
+    if (auto e = rtio_.start(); !e.empty()) errors.push_back(std::move(e));
+  if (errors.empty())
     if (auto e = http_.start(); !e.empty()) errors.push_back(std::move(e));
   if (!errors.empty()) {
     app_server_.close();
     http_.stop();
+    rtio_.stop();
     devices_.stop();
     status_server_.close();
     return errors;
@@ -237,8 +250,30 @@ void Daemon::save_actions() {
                     });
 }
 
-void Daemon::on_acked() {
+void Daemon::on_acked(uint64_t id) {
   if (outbox_.below_low_water()) app_server_.resume();
+  if (ack_waiters_.empty()) return;
+  if (auto it = ack_waiters_.find(id); it != ack_waiters_.end()) {
+    auto acked = std::move(it->second);
+    ack_waiters_.erase(it);
+    acked();
+  }
+}
+
+// An RTIO device's copost (spec/http-api.md §6.5): QoS 1 through the outbox at
+// action-status priority; the device is answered when the PUBACK comes (RtioServer
+// answers InternalServerError itself after service_timeout). An entry acknowledged only
+// after a reconnect still finds its waiter, which then does nothing.
+void Daemon::publish_device_copost(std::string topic, std::string payload, const std::string& device,
+                                   std::function<void()> acked) {
+  OutboxEntry e;
+  e.topic = std::move(topic);
+  e.payload = std::make_shared<const std::string>(std::move(payload));
+  e.stream = "rtio/" + device;
+  e.priority = kActionStatusPriority;
+  const uint64_t id = outbox_.push(std::move(e));
+  ack_waiters_[id] = std::move(acked);
+  link_.pump();
 }
 
 void Daemon::emit_status(const std::string& action_id, std::string_view state, int progress,
@@ -420,6 +455,7 @@ void Daemon::wait_for_drain() {
   signals_.cancel();
   status_server_.close();
   http_.stop();  // open until now: /healthz says "stopping" while the drain runs
+  rtio_.stop();
   // Nothing else is pending now; keep run() going until Paho's disconnect completes.
   auto guard = std::make_shared<asio::executor_work_guard<asio::io_context::executor_type>>(io_.get_executor());
   link_.stop([this, guard] {
@@ -469,6 +505,7 @@ void Daemon::reload() {
   app_server_.apply(next.tcpapps);
   for (const auto& e : devices_.reload(next)) log::error(kLog, e);
   for (const auto& e : http_.reload(next.http)) log::warn(kLog, e);
+  for (const auto& e : rtio_.reload(next)) log::warn(kLog, e);
   link_.set_extra_subscriptions(devices_.subscriptions());
   link_.reconfigure(next);
   next.persistence_path = config_.persistence_path;

@@ -44,7 +44,7 @@ class MqttLink {
   enum class State { Disconnected, Connecting, Connected, Stopped };
   struct Callbacks {
     std::function<void(std::string topic, std::string payload)> on_message;
-    std::function<void()> on_acked;  // the outbox shrank
+    std::function<void(uint64_t id)> on_acked;  // the PUBACK of outbox entry `id`: the outbox shrank
     // Connected (true) or lost / reconfigured (false); the Outbox spools while offline.
     std::function<void(bool)> on_online;
   };

@@ -23,7 +23,9 @@
 #include "edgelink/config/config.hpp"
 #include "edgelink/daemon/status_server.hpp"
 #include "edgelink/devices/device_hub.hpp"
+#include "edgelink/http/device_router.hpp"
 #include "edgelink/http/http_api.hpp"
+#include "edgelink/rtio/rtio_server.hpp"
 #include "edgelink/outbox/disk_spool.hpp"
 #include "edgelink/outbox/outbox.hpp"
 #include "edgelink/streams/stream_batcher.hpp"
@@ -72,13 +74,15 @@ class Daemon : public AppSink {
   void on_action_message(const std::string& payload);
   void on_mqtt_message(const std::string& topic, const std::string& payload);
   void publish_raw(std::string topic, std::string payload, const std::string& stream);
+  void publish_device_copost(std::string topic, std::string payload, const std::string& device,
+                             std::function<void()> acked);
   bool add_point(const DataPoint& point);
   void emit_status(const std::string& action_id, std::string_view state, int progress,
                    const std::vector<std::string>& errors, std::optional<uint64_t> timestamp_ms = {});
   void expire_actions();
   // `target` ended: the cancel_actions still waiting for it end too.
   void end_cancellations(const std::string& target, bool target_completed);
-  void on_acked();
+  void on_acked(uint64_t id);
   void open_spool();
   void on_spool_error(const std::string& what);
   void on_spool_dropped(const std::vector<SpoolDrop>& drops);
@@ -111,7 +115,11 @@ class Daemon : public AppSink {
   MqttLink link_;
   devices::DeviceHub devices_;  // [devices.*] and their [rtstreams.*]
   StatusServer status_server_;
-  http::HttpApi http_;  // [http]: health, status, metrics, device requests to devices_
+  rtio::RtioServer rtio_;  // [rtio]: RTIO SDK devices connect here
+  http::DeviceRouter device_router_;  // devices_ and rtio_, for the HTTP API
+  http::HttpApi http_;  // [http]: health, status, metrics, device requests
+  // Device coposts of rtio_ waiting for their PUBACK, by outbox id.
+  std::map<uint64_t, std::function<void()>> ack_waiters_;
   asio::signal_set signals_;
   DeadlineTimer flush_timer_, action_timer_;
   asio::steady_timer watchdog_timer_, stats_timer_, shutdown_timer_, spool_retry_timer_, rate_timer_;
