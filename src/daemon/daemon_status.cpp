@@ -281,13 +281,15 @@ rapidjson::Document Daemon::status_document() const {
           // Every configured app, so its series exist before its first action.
           std::map<std::string, ActionStateCounts> counts = actions_by_app_;
           for (const auto& [name, app] : config_.tcpapps) counts.try_emplace(name);
-          for (const auto& [app, n] : counts)
-            by_app.object(app, [&](JsonObject& s) {
+          for (const auto& entry : counts) {
+            const ActionStateCounts& n = entry.second;  // clang 14 cannot capture a structured binding
+            by_app.object(entry.first, [&](JsonObject& s) {
               s.u64("received", n.received)
                   .u64("completed", n.completed)
                   .u64("failed", n.failed)
                   .u64("timed_out", n.timed_out);
             });
+          }
         });
   });
 
