@@ -3,6 +3,7 @@
 
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <cstdio>
 
 #include "config_loader.hpp"
@@ -14,14 +15,13 @@ namespace {
 // The secrets file is a short list; anything bigger is a wrong path.
 constexpr size_t kMaxSecretsFileBytes = 1u << 20;
 
+bool id_char(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-';
+}
+
 // A UUID's 36 characters, case and layout not enforced (RTIO does not either).
 bool valid_rtio_id(std::string_view id) {
-  if (id.size() != rtio::kDeviceIdBytes) return false;
-  for (const char c : id) {
-    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-';
-    if (!ok) return false;
-  }
-  return true;
+  return id.size() == rtio::kDeviceIdBytes && std::all_of(id.begin(), id.end(), id_char);
 }
 
 constexpr const char* kIdRule = "must be 36 letters, digits or '-' (a UUID)";
@@ -37,6 +37,15 @@ std::string secret_problem(std::string_view secret) {
     if (c < 0x21 || c > 0x7E) return "must be 24..64 printable ASCII characters (0x21..0x7E; no spaces)";
   }
   return {};
+}
+
+// What is wrong with an id, without showing it.
+std::string id_shape(std::string_view id) {
+  if (id.size() != rtio::kDeviceIdBytes) return std::to_string(id.size()) + " characters";
+  for (size_t i = 0; i < id.size(); ++i) {
+    if (!id_char(id[i])) return "a character not allowed at position " + std::to_string(i + 1);
+  }
+  return "a valid id";
 }
 
 std::string hex32(uint32_t v) {
@@ -154,13 +163,14 @@ void Loader::load_rtio_secrets_file(const toml::node& v, const toml::key& k, Rti
     }
     const std::string id(entry.substr(0, colon));
     const std::string_view secret = entry.substr(colon + 1);
+    if (!valid_rtio_id(id)) {
+      // Not quoted: a line with the secret first would put the secret in the log.
+      error(v, where + "the device id before the first ':' " + kIdRule + ", got " + id_shape(id));
+      continue;
+    }
     if (!rest.empty() && rest.front() != '#') {
       error(v, where + "unexpected text after the secret of " + quote(id) +
                    " (a secret has no spaces; a comment starts with '#')");
-      continue;
-    }
-    if (!valid_rtio_id(id)) {
-      error(v, where + "device id " + kIdRule + ", got " + quote(id));
       continue;
     }
     if (const std::string problem = secret_problem(secret); !problem.empty()) {

@@ -224,11 +224,12 @@ TEST_CASE("config: rtio.secrets_file", "[config][rtio]") {
                                               std::string(kId1) + ":" + kSecret + " trailing-text\n" +     // 6
                                               std::string(kId1) + ":" + kSecret + "\n" +                   // 7: ok
                                               std::string(kId1) + ":" + std::string(30, 'q') + "\n" +      // 8: dup
-                                              std::string(kId2) + ":" + std::string(23, 'q') + "\x7f\n");  // 9
+                                              std::string(kId2) + ":" + std::string(23, 'q') + "\x7f\n" +  // 9
+                                              "cfa09baa_4913-4ad7-a936-3e26f9671b09:" + kSecret + "\n");   // 10
     const auto r = load(with_secrets(file));
     INFO(all_issues(r.errors));
     CHECK_FALSE(r.config);
-    REQUIRE(r.errors.size() == 7);
+    REQUIRE(r.errors.size() == 8);
     for (const auto& e : r.errors) {
       CHECK(e.line == l);
       CHECK(e.column == col);
@@ -236,10 +237,11 @@ TEST_CASE("config: rtio.secrets_file", "[config][rtio]") {
       CHECK(e.message.find("short-secret") == std::string::npos);
       CHECK(e.message.find(kSecret) == std::string::npos);
       CHECK(e.message.find("qqqqqqqq") == std::string::npos);
+      CHECK(e.message.find("cfa09baa_") == std::string::npos);
     }
     CHECK(r.errors[0].message == "rtio.secrets_file: " + file + ":2: expected \"<device id>:<secret>\"");
-    CHECK(r.errors[1].message.find(file + ":3: device id must be 36 letters, digits or '-' (a UUID), got \"" +
-                                   std::string(35, 'a') + "\"") != std::string::npos);
+    CHECK(r.errors[1].message.find(file + ":3: the device id before the first ':' must be 36 letters, digits or "
+                                   "'-' (a UUID), got 35 characters") != std::string::npos);
     CHECK(r.errors[2].message.find(file + ":4: the secret of \"" + std::string(kId1) +
                                    "\" must be 24..64 printable ASCII characters, got 12 bytes") != std::string::npos);
     CHECK(r.errors[3].message.find(file + ":5: the secret of") != std::string::npos);
@@ -249,6 +251,8 @@ TEST_CASE("config: rtio.secrets_file", "[config][rtio]") {
           std::string::npos);
     CHECK(r.errors[6].message.find(file + ":9: the secret of \"" + std::string(kId2) + "\" must be") !=
           std::string::npos);
+    CHECK(r.errors[7].message.find(file + ":10: the device id before the first ':' must be 36 letters, digits or "
+                                   "'-' (a UUID), got a character not allowed at position 9") != std::string::npos);
   }
   SECTION("an id in both [rtio.devices] and the file is an error on the table entry") {
     const std::string file = private_file(dir, "s", "\n\n" + std::string(kId1) + ":" + std::string(30, 'f') + "\n");
