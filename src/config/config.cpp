@@ -112,6 +112,8 @@ void Loader::load(const toml::table& root, Config& c) {
       if (const auto* t = table_value(v, key)) load_rtstreams(*t, c.rtstreams);
     } else if (key == "http") {
       if (const auto* t = table_value(v, key)) load_http(*t, c.http);
+    } else if (key == "rtio") {
+      if (const auto* t = table_value(v, key)) load_rtio(*t, c.rtio);
     } else if (key == "spool") {
       if (const auto* t = table_value(v, key)) load_spool(*t, c.spool);
     } else if (key == "log") {
@@ -139,6 +141,7 @@ void Loader::load(const toml::table& root, Config& c) {
   check_sites();
   check_devices();
   check_reserved_devices(root, c);
+  check_rtio(c);
 
   // Each action name routes to exactly one app.
   std::sort(action_sites_.begin(), action_sites_.end(), [](const ActionSite& a, const ActionSite& b) {

@@ -1,7 +1,7 @@
 #pragma once
 // The Loader that walks the parsed TOML tree (config.cpp: top level, broker, apps,
 // streams, spool, log; config_devices.cpp: [devices] and [rtstreams]). Internal to
-// src/config; config_http.cpp: [http].
+// src/config; config_http.cpp: [http]; config_rtio.cpp: [rtio].
 
 #include <array>
 #include <map>
@@ -37,6 +37,20 @@ struct ValueSite {
 
 inline bool before(const ValueSite& a, const ValueSite& b) { return a.node->source().begin < b.node->source().begin; }
 
+// An RTIO device id and where it was given: an [rtio.devices] key, or a line of the
+// secrets file (then `where` is the secrets_file value).
+struct RtioIdSite {
+  std::string id;
+  toml::source_region where;
+  std::string file_line;  // "FILE:LINE"; empty for [rtio.devices]
+};
+
+// A [[rtio.device_services]] uri already read.
+struct ServiceUriSite {
+  std::string uri;
+  std::string path;  // "rtio.device_services[N]"
+};
+
 struct ActionSite {
   std::string name;
   std::string app;
@@ -68,6 +82,18 @@ class Loader : public ValueReader {
   void check_sites();
   void check_devices();
   void load_http(const toml::table& t, HttpConfig& h);
+  // A listener's "ADDRESS:PORT" ([http] and [rtio] bind); sets the outputs only when valid.
+  bool listen_value(const toml::node& v, const std::string& path, uint16_t example_port, std::string& bind,
+                    std::string& host, uint16_t& port, bool& loopback);
+  // Seconds from 0.1 to 3600 ([http] and [rtio] timeouts).
+  std::optional<Millis> timeout_value(const toml::node& v, const std::string& path);
+  void load_rtio(const toml::table& t, RtioConfig& r);
+  void load_rtio_devices(const toml::table& t, RtioConfig& r);
+  void load_rtio_secrets_file(const toml::node& v, const toml::key& k, RtioConfig& r);
+  void load_rtio_services(const toml::node& n, RtioConfig& r);
+  std::optional<std::string> service_uri(const toml::node& v, const std::string& path,
+                                         const std::vector<ServiceUriSite>& seen);
+  void check_rtio(const Config& c);
   void check_reserved_devices(const toml::table& root, const Config& c);
   void load_spool(const toml::table& t, SpoolConfig& s);
   void load_log(const toml::table& t, LogConfig& l);
@@ -81,6 +107,7 @@ class Loader : public ValueReader {
   std::vector<ValueSite> device_paths_;      // owner = device
   std::vector<ValueSite> rtstream_devices_;  // owner = rtstream, value = device
   std::vector<ValueSite> rtstream_files_;    // owner = rtstream, value = device + '\0' + file_name
+  std::vector<RtioIdSite> rtio_ids_;  // well-formed RTIO ids, for the checks across sections
 };
 
 }  // namespace edgelink::config_detail

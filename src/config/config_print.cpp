@@ -191,6 +191,31 @@ std::string to_toml(const Config& c) {
     o << "max_connections = " << h.max_connections << "\n";
   }
 
+  if (c.rtio.enabled) {
+    const RtioConfig& r = c.rtio;
+    o << "\n[rtio]\n";
+    o << "bind = " << str(r.bind) << "\n";
+    if (!r.secrets_file.empty()) o << "secrets_file = " << str(r.secrets_file) << "\n";
+    o << "verify_timeout = " << seconds(r.verify_timeout) << "\n";
+    o << "service_timeout = " << seconds(r.service_timeout) << "\n";
+    o << "max_connections = " << r.max_connections << "\n";
+    // Secrets never reach the output. Ids from secrets_file are not listed: the printed
+    // secrets_file brings them back. The placeholder is itself a valid secret (24
+    // printable characters) so the output still loads.
+    bool header = false;
+    for (const auto& [id, secret] : r.devices) {
+      if (r.file_devices.count(id)) continue;
+      if (!header) o << "\n[rtio.devices]\n";
+      header = true;
+      o << key(id) << " = \"<redacted-device-secret>\"\n";
+    }
+    for (const RtioServiceConfig& s : r.services) {
+      o << "\n[[rtio.device_services]]\n";
+      o << "uri = " << str(s.uri) << "\n";
+      o << "topic = " << str(s.topic) << "\n";
+    }
+  }
+
   o << "\n[spool]\n";
   o << "max_bytes = " << c.spool.max_bytes << "\n";
   o << "max_memory_bytes = " << c.spool.max_memory_bytes << "\n";
@@ -201,9 +226,12 @@ std::string to_toml(const Config& c) {
   return o.str();
 }
 
-std::string expand_topic(std::string_view tmpl, const Config& config, std::string_view stream) {
-  // One left-to-right pass: a substituted value is never scanned again, so an id that
-  // happens to contain "{stream}" stays literal.
+namespace {
+
+// One left-to-right pass: a substituted value is never scanned again, so an id that
+// happens to contain "{stream}" stays literal. Without an RTIO id its placeholder stays.
+std::string expand(std::string_view tmpl, const Config& config, std::string_view stream,
+                   const std::string_view* rtio_device_id) {
   std::string out;
   out.reserve(tmpl.size() + 32);
   size_t i = 0;
@@ -218,11 +246,25 @@ std::string expand_topic(std::string_view tmpl, const Config& config, std::strin
     } else if (rest.starts_with("{stream}")) {
       out += stream;
       i += 8;
+    } else if (rtio_device_id && rest.starts_with("{rtio_device_id}")) {
+      out += *rtio_device_id;
+      i += 16;
     } else {
       out += tmpl[i++];
     }
   }
   return out;
+}
+
+}  // namespace
+
+std::string expand_topic(std::string_view tmpl, const Config& config, std::string_view stream) {
+  return expand(tmpl, config, stream, nullptr);
+}
+
+std::string expand_topic(std::string_view tmpl, const Config& config, std::string_view stream,
+                         std::string_view rtio_device_id) {
+  return expand(tmpl, config, stream, &rtio_device_id);
 }
 
 const char* to_string(LogLevel level) {

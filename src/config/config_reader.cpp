@@ -2,11 +2,13 @@
 
 #include "config_reader.hpp"
 
+#include <arpa/inet.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <cctype>
 #include <cerrno>
 #include <cstdio>
@@ -188,5 +190,35 @@ std::optional<StrayByte> stray_non_ascii(std::string_view text) {
   return std::nullopt;
 }
 
+// "127.0.0.1:17917" or "[::1]:17917": an address literal and a port. Host names are
+// refused: what a listener binds to should not depend on a resolver at start-up.
+bool split_bind(const std::string& bind, std::string& host, uint16_t& port, bool& loopback) {
+  std::string port_text;
+  if (!bind.empty() && bind.front() == '[') {
+    const auto close = bind.find(']');
+    if (close == std::string::npos || close + 1 >= bind.size() || bind[close + 1] != ':') return false;
+    host = bind.substr(1, close - 1);
+    port_text = bind.substr(close + 2);
+    std::array<unsigned char, 16> a{};
+    if (::inet_pton(AF_INET6, host.c_str(), a.data()) != 1) return false;
+    static constexpr std::array<unsigned char, 16> kLoop{0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1};
+    loopback = a == kLoop;
+  } else {
+    const auto colon = bind.rfind(':');
+    if (colon == std::string::npos) return false;
+    host = bind.substr(0, colon);
+    port_text = bind.substr(colon + 1);
+    std::array<unsigned char, 4> a{};
+    if (::inet_pton(AF_INET, host.c_str(), a.data()) != 1) return false;
+    loopback = a[0] == 127;
+  }
+  if (port_text.empty() || port_text.size() > 5 ||
+      port_text.find_first_not_of("0123456789") != std::string::npos)
+    return false;
+  const unsigned long p = std::stoul(port_text);
+  if (p < 1 || p > 65535) return false;
+  port = static_cast<uint16_t>(p);
+  return true;
+}
 
 }  // namespace edgelink::config_detail

@@ -35,6 +35,9 @@ const char* type_name(const toml::node& n);
 std::string float_text(double v);
 std::string range_text(int64_t min, int64_t max);
 bool iequals(std::string_view a, std::string_view b);
+// "127.0.0.1:17917" or "[::1]:17917" -> host (without brackets), port and whether the
+// address is loopback. false for anything else, host names included.
+bool split_bind(const std::string& bind, std::string& host, uint16_t& port, bool& loopback);
 
 // toml++ 3.3 reaches __builtin_unreachable (undefined behaviour) when it tests some
 // non-ASCII characters for whitespace (is_non_ascii_horizontal_whitespace, e.g. U+0145
@@ -186,8 +189,9 @@ class ValueReader {
   }
 
   // Topic templates: only known placeholders; publish topics must not hold wildcards.
+  // {rtio_device_id} is known only where an RTIO device's message is published.
   std::optional<std::string> topic_value(const toml::node& n, const std::string& path,
-                                         bool allow_stream, bool allow_wildcards) {
+                                         bool allow_stream, bool allow_wildcards, bool allow_rtio = false) {
     auto v = string_value(n, path);
     if (!v) return v;
     bool ok = true;
@@ -195,9 +199,11 @@ class ValueReader {
       const size_t end = v->find('}', i);
       const std::string_view name =
           end == std::string::npos ? std::string_view(*v).substr(i) : std::string_view(*v).substr(i, end - i + 1);
-      if (name == "{tenant_id}" || name == "{device_id}" || (allow_stream && name == "{stream}")) continue;
+      if (name == "{tenant_id}" || name == "{device_id}" || (allow_stream && name == "{stream}") ||
+          (allow_rtio && name == "{rtio_device_id}"))
+        continue;
       error(n, path + ": unknown placeholder " + quote(name) + "; expected {tenant_id}, {device_id}" +
-                   (allow_stream ? " or {stream}" : ""));
+                   (allow_stream ? " or {stream}" : "") + (allow_rtio ? " or {rtio_device_id}" : ""));
       ok = false;
     }
     if (ok && !allow_wildcards && v->find_first_of("+#") != std::string::npos) {

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -169,6 +170,8 @@ struct RtioConfig {
   // Device id (36 of [A-Za-z0-9-]) -> secret (24..64 printable ASCII), from
   // [rtio.devices] and secrets_file together.
   std::map<std::string, std::string> devices;
+  // The ids of `devices` that came from secrets_file: to_toml prints the file, not them.
+  std::set<std::string> file_devices;
   std::vector<RtioServiceConfig> services;
   bool operator==(const RtioConfig&) const = default;
 };
@@ -235,8 +238,12 @@ LoadResult load_config_string(std::string_view text, const std::string& source_n
 std::string to_toml(const Config& config);
 
 // "{tenant_id}" -> project_id, "{device_id}" -> device_id, "{stream}" -> stream.
+// "{rtio_device_id}" is left as written (the loader allows it only in RTIO topics).
 std::string expand_topic(std::string_view topic_template, const Config& config,
                          std::string_view stream = {});
+// The same, for [[rtio.device_services]] topics: "{rtio_device_id}" -> rtio_device_id too.
+std::string expand_topic(std::string_view topic_template, const Config& config, std::string_view stream,
+                         std::string_view rtio_device_id);
 
 const char* to_string(LogLevel level);
 const char* to_string(FsyncPolicy policy);  // "batch", "interval", "never"
