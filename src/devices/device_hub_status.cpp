@@ -33,8 +33,9 @@ std::string DeviceHub::summary() const {
 }
 
 void DeviceHub::write_status(JsonObject& devices) const {
-  for (const auto& [name, dp] : devices_) {
-    const Device& d = *dp;
+  for (const auto& entry : devices_) {
+    const std::string& name = entry.first;  // clang 14 cannot capture a structured binding
+    const Device& d = *entry.second;
     devices.object(name, [&](JsonObject& o) {
       // The keys of spec/http-api.md §3.1. A RICREST link is up while its port is open.
       // coposts and observers: the HTTP API's requests in flight and open obget streams.

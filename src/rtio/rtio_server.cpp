@@ -54,8 +54,11 @@ std::string RtioServer::start() {
   if (ec) return "rtio: bind " + rc.bind + ": " + ec.message();
   auto acc = std::make_unique<asio::ip::tcp::acceptor>(io_);
   const asio::ip::tcp::endpoint ep(addr, rc.port);
-  if (!acc->open(ep.protocol(), ec) && !acc->set_option(asio::socket_base::reuse_address(true), ec) &&
-      !acc->bind(ep, ec) && !acc->listen(asio::socket_base::max_listen_connections, ec)) {
+  acc->open(ep.protocol(), ec);
+  if (!ec) acc->set_option(asio::socket_base::reuse_address(true), ec);
+  if (!ec) acc->bind(ep, ec);
+  if (!ec) acc->listen(asio::socket_base::max_listen_connections, ec);
+  if (!ec) {
     acceptor_ = std::move(acc);
     shared_->running = true;
     log::info(kLog, "device-access server listening on ", rc.bind, " (", rc.devices.size(), " devices, ",
