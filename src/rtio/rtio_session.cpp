@@ -121,9 +121,10 @@ bool Session::on_verify(const Message& m) {
   send(MsgType::DeviceVerifyResp, kSuccess, m.header.id, {});
   shared_->count("verified");
   // Last connection wins.
-  auto& slot = shared_->verified[device_];
-  if (auto old = slot.lock(); old && old.get() != this) old->close("replaced");
-  slot = weak_from_this();
+  // (The old session's close() erases its map entry: look it up again after.)
+  if (auto it = shared_->verified.find(device_); it != shared_->verified.end())
+    if (auto old = it->second.lock(); old && old.get() != this) old->close("replaced");
+  shared_->verified[device_] = weak_from_this();
   auto& info = shared_->info[device_];
   info.since_ms = unix_ms();
   ++info.connects;
