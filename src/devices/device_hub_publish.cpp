@@ -134,7 +134,7 @@ void DeviceHub::publish_point(Device& d, Mapping& m, std::span<const uint8_t> pa
   rapidjson::Document doc;
   // is_valid_json first: it bounds the nesting, and writing the DOM back out recurses.
   const bool json = text.front() == '{' && is_valid_json(text) &&
-                    !doc.Parse<rapidjson::kParseFullPrecisionFlag>(text.data(), text.size()).HasParseError() &&
+                    !doc.Parse(text.data(), text.size())  /* not full precision: see ricrest_access.cpp */.HasParseError() &&
                     doc.IsObject();
   const uint64_t dropped = m.dropped;
   emit_point(m.config.stream, d, m.dropped, [&](PointWriter& w) {

@@ -12,10 +12,11 @@
 namespace edgelink::devices {
 namespace {
 
-// Iterative: a deeply nested body must not exhaust the stack. Full precision: numbers
-// reach the device as the client wrote them, as far as a double can say.
-constexpr unsigned kParseFlags =
-    rapidjson::kParseIterativeFlag | rapidjson::kParseValidateEncodingFlag | rapidjson::kParseFullPrecisionFlag;
+// Iterative: a deeply nested body must not exhaust the stack. Not full precision:
+// RapidJSON 1.1's full-precision strtod hits undefined behaviour (clz of 0) on inputs
+// like "0e055…5" (found by ricrest_access_fuzz); the default parse may differ in the
+// last bit of a double, which a device's JSON never depends on.
+constexpr unsigned kParseFlags = rapidjson::kParseIterativeFlag | rapidjson::kParseValidateEncodingFlag;
 
 bool parse_object(rapidjson::Document& doc, std::string_view text) {
   doc.Parse<kParseFlags>(text.data(), text.size());
