@@ -11,17 +11,22 @@ table:
   1. edgelink's idle RSS (VmRSS, RssAnon) with no device connected;
   2. baseline: one echo device (a separate process answering copost `/rainbow`) and
      COPOSTS HTTP coposts to it, one at a time over one keep-alive connection: p50/p99;
+     then edgelink's background CPU over 5 s (the floor under the ping figures);
   3. DEVICES devices connected and verified through one DeviceLoop (one thread): time to
      verify them all, edgelink CPU for it, RSS after and (after - before) per device;
   4. every device sets its heartbeat (ping seconds=30), then pings every PING_S seconds,
      spread evenly; over SECONDS: pings answered, edgelink CPU (% of one core) and CPU
      per ping;
   5. the same COPOSTS coposts to the echo device with the fleet still pinging;
-  6. checks: /status shows every device `link: up`, status.rtio.connections has no
+  6. checks: edgelink (started with a soft RLIMIT_NOFILE of 1024) raised its limit to the
+     hard one; /status shows every device `link: up`, status.rtio.connections has no
      verify_failed / verify_timeout / heartbeat_timeout / protocol_error / replaced, no
-     ping failed, no device connection ended; edgelink's log (level warn) is shown.
+     ping failed, no device connection ended;
+  7. SIGTERM with every device still connected: edgelink exits with status 0 and every
+     device sees EOF. edgelink's log (level warn) is shown at the end.
 
-Environment: DEVICES (1000), PING_S (10), SECONDS (20), COPOSTS (2000), NICE (0; e.g. -10
+Environment: DEVICES (1000), PING_S (10, below 45: the heartbeat is 30 s), SECONDS (20),
+COPOSTS (2000), GAP_MS (pause between coposts, 0: back-to-back), NICE (0; e.g. -10
 as root: mosquitto, edgelink and the echo device run at that nice level), KEEP=1 (keep
 the temp dir with config and logs). Exit status 1 when a check fails.
 """
@@ -48,10 +53,12 @@ DEVICES = int(os.environ.get("DEVICES", "1000"))
 PING_S = float(os.environ.get("PING_S", "10"))
 SECONDS = float(os.environ.get("SECONDS", "20"))
 COPOSTS = int(os.environ.get("COPOSTS", "2000"))
+GAP_MS = float(os.environ.get("GAP_MS", "0"))
 NICE = os.environ.get("NICE", "0")
 KEEP = os.environ.get("KEEP", "") == "1"
 HEARTBEAT_S = 30          # set by each device's first ping; edgelink closes after 1.5x
 MAX_CONNECTIONS = 2048
+IDLE_CPU_S = 5            # window for edgelink's background CPU before the fleet
 BAD_RESULTS = ("verify_failed", "verify_timeout", "heartbeat_timeout", "protocol_error", "replaced")
 
 
@@ -88,6 +95,37 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def sched_seconds(pid):
+    """Time on a CPU of all of pid's threads, from /proc/PID/task/*/schedstat (ns): the
+    precise figure next to utime+stime, which counts in 10 ms clock ticks."""
+    total = 0
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+                total += int(f.read().split()[0])
+        except (OSError, ValueError, IndexError):
+            pass
+    return total / 1e9
+
+
+class Cpu:
+    """edgelink's CPU over a window: utime+stime (/proc/PID/stat) and schedstat."""
+
+    def __init__(self, pid):
+        self.pid = pid
+        self.t0, self.c0, self.s0 = time.monotonic(), cpu_seconds(pid), sched_seconds(pid)
+
+    def stop(self):
+        self.t1, self.c1, self.s1 = time.monotonic(), cpu_seconds(self.pid), sched_seconds(self.pid)
+        self.wall = self.t1 - self.t0
+        self.stat_s = self.c1 - self.c0
+        self.sched_s = self.s1 - self.s0
+        return self
+
+    def pct(self):
+        return 100 * self.stat_s / self.wall, 100 * self.sched_s / self.wall
+
+
 def loadavg():
     with open("/proc/loadavg") as f:
         return " ".join(f.read().split()[:3])
@@ -102,6 +140,21 @@ def raise_nofile(need):
         raise SystemExit(f"rtio_bench: RLIMIT_NOFILE hard limit {hard} < {need} descriptors needed "
                          f"for {DEVICES} devices (raise it with `ulimit -Hn` as root, or lower DEVICES)")
     return soft
+
+
+def low_nofile():
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(1024, hard), hard))
+
+
+def nofile_of(pid):
+    """(soft, hard) 'Max open files' of a process, from /proc/PID/limits."""
+    with open(f"/proc/{pid}/limits") as f:
+        for line in f:
+            if line.startswith("Max open files"):
+                soft, hard = line.split()[3:5]
+                return soft, hard
+    return None, None
 
 
 class Http:
@@ -167,7 +220,7 @@ def wait_for(pred, timeout, what, alive=()):
 
 
 def copost_rtts(port, req, want, n):
-    """n coposts one at a time (20 untimed first); times in ms."""
+    """n coposts one at a time (20 untimed first), GAP_MS apart; times in ms."""
     c = Http(port)
     times = []
     try:
@@ -179,6 +232,8 @@ def copost_rtts(port, req, want, n):
                 raise SystemExit(f"rtio_bench: copost answered {head[:40]!r} {body!r}")
             if i >= 20:
                 times.append(dt)
+            if GAP_MS > 0:
+                time.sleep(GAP_MS / 1000)
     finally:
         c.close()
     return times
@@ -282,12 +337,17 @@ class Fleet:
 
 
 def main():
+    sys.stdout.reconfigure(line_buffering=True)
     build = sys.argv[1] if len(sys.argv) > 1 else os.path.join(ROOT, "build")
     edgelink = os.path.join(build, "edgelink")
     if not os.access(edgelink, os.X_OK):
         raise SystemExit(f"rtio_bench: no {edgelink}")
     if not shutil.which("mosquitto"):
         raise SystemExit("rtio_bench: mosquitto is not installed")
+    if PING_S >= 1.5 * HEARTBEAT_S:
+        raise SystemExit(f"rtio_bench: PING_S must be below {1.5 * HEARTBEAT_S:g} (heartbeat {HEARTBEAT_S} s)")
+    if DEVICES + 1 > MAX_CONNECTIONS:
+        raise SystemExit(f"rtio_bench: DEVICES + 1 must be at most max_connections {MAX_CONNECTIONS}")
     nofile = raise_nofile(DEVICES + 64)
     tmp = tempfile.mkdtemp(prefix="edgelink-rtio-bench.")
     nice = ["nice", "-n", NICE]
@@ -316,12 +376,19 @@ def main():
                 f.write(f'"{dev_id}" = "{secret}"\n')
             f.write('[[rtio.device_services]]\nuri = "/aa/bb"\n'
                     'topic = "/tenants/{tenant_id}/devices/{device_id}/rtio/{rtio_device_id}/aa/bb"\n')
-        el = subprocess.Popen([*nice, edgelink, "run", "-c", cfg], stderr=open(el_log, "w"))
+        # edgelink starts with a shell's usual soft limit of 1024 descriptors (too few for
+        # DEVICES devices) and must raise it to the hard limit itself
+        el = subprocess.Popen([*nice, edgelink, "run", "-c", cfg], stderr=open(el_log, "w"),
+                              preexec_fn=low_nofile)
         procs.append(el)
         wait_for(lambda: status(http_port)["rtio"]["listening"] and status(http_port)["broker"]["state"] == "connected",
                  20, "edgelink listening and connected", alive=[el])
+        el_soft, el_hard = nofile_of(el.pid)
+        print(f"result edgelink_nofile {el_soft} {el_hard}")
+        if el_soft != el_hard:
+            failures.append(f"edgelink kept a descriptor soft limit of {el_soft} (hard {el_hard})")
         log(f"load average {loadavg()}; edgelink pid {el.pid}, RLIMIT_NOFILE {nofile} (bench), "
-            f"{kib(el.pid, 'VmRSS')} KiB")
+            f"edgelink's {el_soft}/{el_hard} (started with 1024), {kib(el.pid, 'VmRSS')} KiB")
         time.sleep(2)
         idle_rss, idle_anon = kib(el.pid, "VmRSS"), kib(el.pid, "RssAnon")
         print(f"result idle_rss_kib {idle_rss}")
@@ -341,14 +408,23 @@ def main():
         req = (f"POST /{echo_id} HTTP/1.1\r\nHost: b\r\nContent-Type: application/json\r\n"
                f"Content-Length: {len(body)}\r\n\r\n").encode() + body
         want = f'"data":"{b64}"'.encode()
-        _, first = Http(http_port).request(req)
+        c = Http(http_port)
+        _, first = c.request(req)
+        c.close()
         if b'"OK"' not in first or want not in first:
             raise SystemExit(f"rtio_bench: first copost to the echo device answered {first!r}")
         log(f"baseline: {COPOSTS} coposts to the echo device, no other device")
         base = copost_rtts(http_port, req, want, COPOSTS)
         print(f"result copost_idle_p50_ms {pct(base, 50):.3f}")
         print(f"result copost_idle_p99_ms {pct(base, 99):.3f}")
-        time.sleep(1)
+        print(f"result copost_idle_max_ms {max(base):.3f}")
+        # edgelink's own background CPU (broker keep-alive, timers) with one device: the
+        # floor under the pinging figure below
+        idle_cpu = Cpu(el.pid)
+        time.sleep(IDLE_CPU_S)
+        idle_cpu.stop()
+        print(f"result idle_cpu_pct {idle_cpu.pct()[0]:.2f}")
+        print(f"result idle_cpu_sched_pct {idle_cpu.pct()[1]:.3f}")
         before_rss, before_anon = kib(el.pid, "VmRSS"), kib(el.pid, "RssAnon")
         print(f"result before_fleet_rss_kib {before_rss}")
         print(f"result before_fleet_rss_anon_kib {before_anon}")
@@ -356,7 +432,8 @@ def main():
         # --- the fleet: connect and verify
         log(f"connecting and verifying {DEVICES} devices (load average {loadavg()})")
         fleet = Fleet(rtio_port, creds)
-        c0, t0 = cpu_seconds(el.pid), time.monotonic()
+        t0 = time.monotonic()
+        vcpu = Cpu(el.pid)
         fleet.connect_and_verify()
         t_connected = time.monotonic()
         wait_for(lambda: fleet.verified + sum(fleet.verify_bad.values()) >= DEVICES, 60,
@@ -366,12 +443,13 @@ def main():
             t_done = time.monotonic()
         else:
             t_done = fleet.t_verified
-        c1 = cpu_seconds(el.pid)
+        vcpu.stop()
         verify_s = t_done - t0
-        verify_cpu_us = (c1 - c0) * 1e6 / max(1, fleet.verified)
+        verify_cpu_us = vcpu.sched_s * 1e6 / max(1, fleet.verified)
         print(f"result connect_s {t_connected - t0:.3f}")
         print(f"result verify_all_s {verify_s:.3f}")
         print(f"result verify_cpu_us_per_device {verify_cpu_us:.0f}")
+        print(f"result verify_cpu_pct {vcpu.pct()[1]:.1f}")
         log(f"{fleet.verified} verified in {verify_s:.2f} s (connect calls done after {t_connected - t0:.2f} s)")
 
         # --- heartbeat set, then steady pinging
@@ -389,18 +467,23 @@ def main():
 
         log(f"steady pinging for {SECONDS:g} s ({DEVICES / PING_S:.0f} pings/s offered; load average {loadavg()})")
         p0, s0, _ = fleet.counts()
-        c0, t0, b0 = cpu_seconds(el.pid), time.monotonic(), os.times()
+        b0 = os.times()
+        pcpu = Cpu(el.pid)
         time.sleep(SECONDS)
+        pcpu.stop()
+        b1 = os.times()
         p1, s1, rtt_max = fleet.counts()
-        c1, t1, b1 = cpu_seconds(el.pid), time.monotonic(), os.times()
         pings = p1 - p0
-        cpu_pct = 100 * (c1 - c0) / (t1 - t0)
-        cpu_per_ping = (c1 - c0) * 1e6 / max(1, pings)
-        bench_pct = 100 * ((b1.user + b1.system) - (b0.user + b0.system)) / (t1 - t0)
+        cpu_pct, sched_pct = pcpu.pct()
+        cpu_per_ping = pcpu.stat_s * 1e6 / max(1, pings)
+        sched_per_ping = pcpu.sched_s * 1e6 / max(1, pings)
+        bench_pct = 100 * ((b1.user + b1.system) - (b0.user + b0.system)) / pcpu.wall
         ping_rtt_mean = 1000 * (s1 - s0) / max(1, pings)
-        print(f"result pings_per_s {pings / (t1 - t0):.1f}")
+        print(f"result pings_per_s {pings / pcpu.wall:.1f}")
         print(f"result ping_cpu_pct {cpu_pct:.2f}")
+        print(f"result ping_cpu_sched_pct {sched_pct:.3f}")
         print(f"result ping_cpu_us {cpu_per_ping:.1f}")
+        print(f"result ping_cpu_sched_us {sched_per_ping:.1f}")
         print(f"result ping_rtt_mean_ms {ping_rtt_mean:.3f}")
         print(f"result ping_rtt_max_ms {1000 * rtt_max:.1f}")
         print(f"result bench_cpu_pct {bench_pct:.1f}")
@@ -410,58 +493,94 @@ def main():
         loaded = copost_rtts(http_port, req, want, COPOSTS)
         print(f"result copost_fleet_p50_ms {pct(loaded, 50):.3f}")
         print(f"result copost_fleet_p99_ms {pct(loaded, 99):.3f}")
+        print(f"result copost_fleet_max_ms {max(loaded):.3f}")
 
         # --- checks
         st = status(http_port)
         up = sum(1 for d in st["devices"].values() if d.get("kind") == "rtio" and d.get("link") == "up")
         conns = st["rtio"].get("connections", {})
         bad = {k: v for k, v in conns.items() if k in BAD_RESULTS and v}
+        hb30 = sum(1 for dev_id, _ in creds if st["devices"].get(dev_id, {}).get("heartbeat") == HEARTBEAT_S)
         print(f"result devices_up {up}")
+        print(f"result devices_heartbeat_{HEARTBEAT_S} {hb30}")
         print(f"result rtio_open_connections {st['rtio'].get('open_connections')}")
         print(f"result rtio_connections {json.dumps(conns, separators=(',', ':'))}")
         print(f"result ping_failures {sum(fleet.ping_bad.values())}")
-        print(f"result devices_closed {fleet.closed()}")
+        closed_before = fleet.closed()
+        print(f"result devices_closed {closed_before}")
         hwm = kib(el.pid, "VmHWM")
         print(f"result vmhwm_kib {hwm}")
         if up != DEVICES + 1:
             failures.append(f"{up} devices up in /status, want {DEVICES + 1}")
+        if hb30 != DEVICES:
+            failures.append(f"{DEVICES - hb30} devices without heartbeat {HEARTBEAT_S} in /status")
         if bad:
             failures.append(f"status.rtio.connections: {bad}")
         if conns.get("verified", 0) != DEVICES + 1:
             failures.append(f"status.rtio.connections.verified = {conns.get('verified')}, want {DEVICES + 1}")
         if fleet.ping_bad:
             failures.append(f"pings answered with codes other than 1: {fleet.ping_bad}")
-        if fleet.closed():
-            failures.append(f"{fleet.closed()} device connections ended")
+        if closed_before:
+            failures.append(f"{closed_before} device connections ended")
         if fleet.errors():
             failures.append(f"device errors: {fleet.errors()[:3]}")
+        stop_s = rc = None
         if el.poll() is not None:
             failures.append(f"edgelink exited with {el.returncode}")
+        else:
+            # stop edgelink with every device still connected: it should exit at once,
+            # with status 0, and every device should see its connection end
+            fleet.pinging = False
+            t_stop = time.monotonic()
+            el.terminate()
+            try:
+                rc = el.wait(20)
+            except subprocess.TimeoutExpired:
+                rc = None
+            stop_s = time.monotonic() - t_stop
+            eof_deadline = time.monotonic() + 5
+            while fleet.closed() < DEVICES and time.monotonic() < eof_deadline:
+                time.sleep(0.05)
+            print(f"result stop_s {stop_s:.3f}")
+            print(f"result stop_status {rc}")
+            print(f"result devices_eof_after_stop {fleet.closed()}")
+            if rc != 0:
+                failures.append(f"edgelink stopped with status {rc} after SIGTERM ({stop_s:.1f} s)")
+            if fleet.closed() != DEVICES:
+                failures.append(f"{DEVICES - fleet.closed()} devices saw no EOF after edgelink stopped")
 
         print()
         print(f"RTIO device server, {DEVICES} devices on one DeviceLoop, pinging every {PING_S:g} s "
               f"(heartbeat {HEARTBEAT_S} s); load average {loadavg()}")
+        print("CPU: utime+stime from /proc/PID/stat (10 ms ticks), in brackets the schedstat sum over threads;"
+              " % of one core")
         print(f"{'':44} {'value':>14}")
         row = lambda k, v: print(f"{k:44} {v:>14}")  # noqa: E731
         row("idle RSS, no device (VmRSS / RssAnon)", f"{idle_rss:,} / {idle_anon:,} KiB")
         row("RSS before the fleet (echo device up)", f"{before_rss:,} / {before_anon:,} KiB")
         row(f"RSS with {DEVICES} devices verified", f"{after_rss:,} / {after_anon:,} KiB")
-        row("RSS per device (VmRSS / RssAnon)", f"{per_dev:.2f} / {per_dev_anon:.2f} KiB")
+        row("  per device: (with - before) / DEVICES", f"{per_dev:.2f} / {per_dev_anon:.2f} KiB")
         row("peak RSS (VmHWM)", f"{hwm:,} KiB")
         row(f"connect + verify {DEVICES} devices", f"{verify_s:.2f} s")
-        row("edgelink CPU per verified device", f"{verify_cpu_us:.0f} µs")
-        row("pings answered per s", f"{pings / (t1 - t0):.1f}")
-        row(f"edgelink CPU while pinging ({SECONDS:g} s)", f"{cpu_pct:.2f} % of a core")
-        row("edgelink CPU per ping", f"{cpu_per_ping:.1f} µs")
+        row("edgelink CPU per verified device (schedstat)", f"{verify_cpu_us:.0f} µs")
+        row(f"edgelink CPU idle, echo device only ({IDLE_CPU_S:g} s)",
+            f"{idle_cpu.pct()[0]:.2f} ({idle_cpu.pct()[1]:.3f}) %")
+        row("pings answered per s", f"{pings / pcpu.wall:.1f}")
+        row(f"edgelink CPU while pinging ({SECONDS:g} s)", f"{cpu_pct:.2f} ({sched_pct:.3f}) %")
+        row("edgelink CPU per ping", f"{cpu_per_ping:.1f} ({sched_per_ping:.1f}) µs")
         row("ping round trip mean / max (Python loop)", f"{ping_rtt_mean:.2f} / {1000 * rtt_max:.1f} ms")
         row("bench process CPU while pinging", f"{bench_pct:.1f} %")
         print()
-        print(f"{'HTTP copost /rainbow -> echo device':44} {'p50 ms':>8} {'p99 ms':>8}")
-        print(f"{'  no other device':44} {pct(base, 50):8.3f} {pct(base, 99):8.3f}")
-        print(f"{f'  {DEVICES} devices pinging':44} {pct(loaded, 50):8.3f} {pct(loaded, 99):8.3f}")
+        how = "back-to-back" if GAP_MS <= 0 else f"{GAP_MS:g} ms apart"
+        print(f"{f'HTTP copost /rainbow -> echo device, {COPOSTS} {how}':52} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8}")
+        print(f"{'  no other device':52} {pct(base, 50):8.3f} {pct(base, 99):8.3f} {max(base):8.3f}")
+        print(f"{f'  {DEVICES} devices pinging':52} {pct(loaded, 50):8.3f} {pct(loaded, 99):8.3f} {max(loaded):8.3f}")
         print()
+        if stop_s is not None:
+            print(f"SIGTERM with {DEVICES + 1} devices connected: edgelink exited after {stop_s:.2f} s, "
+                  f"status {rc}; {fleet.closed()} of {DEVICES} devices saw EOF")
         print(f"status: {up} of {DEVICES + 1} devices up; rtio.connections {json.dumps(conns)}; "
-              f"ping failures {sum(fleet.ping_bad.values())}; device connections ended {fleet.closed()}")
+              f"ping failures {sum(fleet.ping_bad.values())}; device connections ended {closed_before}")
     finally:
         if fleet:
             fleet.close()
