@@ -86,6 +86,17 @@ void RtioServer::accept() {
       }
     } else if (ec == asio::error::operation_aborted) {
       return;
+    } else {
+      // Out of descriptors (EMFILE) and the like: accepting again at once would spin a
+      // core while the pending connection stays in the backlog. Pause, say so, retry.
+      shared->count("accept_failed");
+      log::limited(shared->limiter, "accept", LogLevel::Warn, kLog, "accept failed: ", ec.message(),
+                   "; retrying in 100 ms");
+      auto timer = std::make_shared<asio::steady_timer>(io_, std::chrono::milliseconds(100));
+      timer->async_wait([this, shared, timer](std::error_code tec) {
+        if (!tec && shared->running && acceptor_) accept();
+      });
+      return;
     }
     accept();
   });
