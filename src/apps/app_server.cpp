@@ -251,7 +251,18 @@ void AppServer::accept(App& app) {
   acceptor->async_accept([this, &app, acceptor](asio::error_code ec, asio::ip::tcp::socket socket) {
     if (ec == asio::error::operation_aborted || app.acceptor.get() != acceptor) return;
     if (ec) {
-      log::warn(kLog, app.config.name, ": accept failed: ", ec.message());
+      // Out of descriptors (EMFILE) and the like: accepting again at once would spin a
+      // core (the connection stays in the backlog). Retry after a pause; the app is
+      // looked up again then, since a reload may have removed or reopened it.
+      log::limited(limiter_, "accept-" + app.config.name, LogLevel::Warn, kLog, app.config.name,
+                   ": accept failed: ", ec.message(), "; retrying in 100 ms");
+      auto timer = std::make_shared<asio::steady_timer>(io_, std::chrono::milliseconds(100));
+      timer->async_wait([this, timer, acceptor, name = app.config.name](asio::error_code wait_ec) {
+        if (wait_ec) return;
+        auto it = apps_.find(name);
+        if (it != apps_.end() && it->second->acceptor.get() == acceptor) accept(*it->second);
+      });
+      return;
     } else {
       // Actions and error reports are small writes that must not wait for Nagle.
       socket.set_option(asio::ip::tcp::no_delay(true), ec);
