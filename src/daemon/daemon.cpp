@@ -67,7 +67,6 @@ Daemon::Daemon(asio::io_context& io, Config config)
   // Until the broker is known to be reachable, batches are written to disk.
   outbox_.set_online(false);
   outbox_.set_live_first(config_.prioritize_live_data);
-  // RTIO devices first: the HTTP API's hook fills in every device's coposts/observers.
   add_status_hook([this](rapidjson::Document& doc) { rtio_.write_status(doc); });
   add_status_hook([this](rapidjson::Document& doc) { http_.write_status(doc); });
 }

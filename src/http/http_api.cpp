@@ -527,14 +527,14 @@ std::vector<std::string> HttpApi::reload(const HttpConfig& config) {
   std::vector<std::string> notes;
   if (config.enabled != im.config.enabled || config.bind != im.config.bind)
     notes.push_back("http: a changed [http] bind or enabled takes effect at the next restart");
-  std::unique_ptr<JwtVerifier> jwt;
-  if (!config.jwt_public_key.empty()) {
+  if (config.jwt_public_key.empty()) {
+    im.jwt.reset();
+  } else if (im.server) {
     std::string why;
-    jwt = JwtVerifier::from_pem_file(config.jwt_public_key, why);
-    if (!jwt) {
+    if (auto jwt = JwtVerifier::from_pem_file(config.jwt_public_key, why))
+      im.jwt = std::move(jwt);
+    else
       notes.push_back("http: jwt_public_key: " + why + "; the previous key stays");
-      jwt = std::move(im.jwt);
-    }
   }
   const HttpConfig old = im.config;
   im.config = config;
@@ -542,7 +542,6 @@ std::vector<std::string> HttpApi::reload(const HttpConfig& config) {
   im.config.bind = old.bind;
   im.config.host = old.host;
   im.config.port = old.port;
-  if (im.server) im.jwt = std::move(jwt);
   return notes;
 }
 
@@ -595,18 +594,6 @@ void HttpApi::write_status(rapidjson::Document& doc) const {
     if (!counters.HasMember("http_status")) counters.AddMember("http_status", rapidjson::Value(rapidjson::kObjectType), al);
     auto& hs = counters["http_status"];
     for (const auto& [st, n] : im.by_status) hs.AddMember(str(std::to_string(st)), rapidjson::Value(n), al);
-  }
-  if (doc.HasMember("devices") && doc["devices"].IsObject()) {
-    for (auto& m : doc["devices"].GetObject()) {
-      if (!m.value.IsObject()) continue;
-      auto it = im.per_device.find(std::string(m.name.GetString(), m.name.GetStringLength()));
-      const uint64_t coposts = it == im.per_device.end() ? 0 : it->second.coposts;
-      const uint64_t obs = it == im.per_device.end() ? 0 : it->second.observers;
-      if (m.value.HasMember("coposts")) m.value["coposts"].SetUint64(coposts);
-      else m.value.AddMember("coposts", coposts, al);
-      if (m.value.HasMember("observers")) m.value["observers"].SetUint64(obs);
-      else m.value.AddMember("observers", obs, al);
-    }
   }
 }
 

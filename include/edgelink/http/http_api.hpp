@@ -54,8 +54,8 @@ class HttpApi {
   std::vector<std::string> reload(const HttpConfig& config);
 
   // Adds "http" to the status document (bind, jwt, request counts by kind and code,
-  // per-device observers and results), the HTTP statuses to counters.http_status, and
-  // "coposts"/"observers" to each entry of devices.
+  // per-device observers and results) and the HTTP statuses to counters.http_status.
+  // Each device's own "coposts"/"observers" come from the device side.
   void write_status(rapidjson::Document& doc) const;
 
   bool listening() const;
