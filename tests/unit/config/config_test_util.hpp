@@ -8,6 +8,7 @@
 #include <string>
 
 #include "edgelink/config/config.hpp"
+#include "../temp_dir.hpp"
 
 namespace edgelink::test {
 
@@ -21,20 +22,5 @@ inline std::string all_issues(const std::vector<ConfigIssue>& issues) {
   return out;
 }
 
-// A private directory for files the loader must read; removed at scope exit.
-struct TempDir {
-  std::string path;
-  TempDir() {
-    char tmpl[] = "/tmp/edgelink_config_test_XXXXXX";
-    REQUIRE(::mkdtemp(tmpl) != nullptr);
-    path = tmpl;
-  }
-  ~TempDir() { std::system(("rm -rf '" + path + "'").c_str()); }
-  std::string write(const std::string& name, const std::string& content) const {
-    const std::string p = path + "/" + name;
-    std::ofstream(p, std::ios::binary) << content;
-    return p;
-  }
-};
 
 }  // namespace edgelink::test

@@ -13,8 +13,10 @@
 #include <string>
 
 #include "edgelink/http/base64.hpp"
+#include "../temp_dir.hpp"
 
 using namespace edgelink::http;
+using edgelink::test::TempDir;
 using namespace std::string_literals;
 using std::chrono::seconds;
 using std::chrono::system_clock;
@@ -101,20 +103,6 @@ struct Fixture {
   }
 };
 
-struct TempDir {
-  std::string path;
-  TempDir() {
-    char tmpl[] = "/tmp/edgelink_jwt_test_XXXXXX";
-    REQUIRE(::mkdtemp(tmpl) != nullptr);
-    path = tmpl;
-  }
-  ~TempDir() { std::system(("rm -rf '" + path + "'").c_str()); }
-  std::string write(const std::string& name, const std::string& content) const {
-    const std::string p = path + "/" + name;
-    std::ofstream(p, std::ios::binary) << content;
-    return p;
-  }
-};
 
 }  // namespace
 
