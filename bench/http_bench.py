@@ -10,10 +10,10 @@ edgelink with [http]; then measures, printing `result KEY VALUE` lines and a tab
   2. copost round trip `/v` through HTTP (one keep-alive connection, one at a time),
      p50/p99 over COPOSTS requests; then, with edgelink stopped, the same `v` request
      sent straight on the pty by this script (HDLC + RICREST), the peer figure;
-  3. OBSERVERS obget observers of `/pub/devjson` at RATE Hz for SECONDS: frames/s
+  3. OBSERVERS obget observers of `/pub/devjson` at RATE Hz for DURATION: frames/s
      delivered in total and edgelink's CPU (% of one core).
 
-Environment: COPOSTS (2000), OBSERVERS (8), RATE (100), SECONDS (10), NICE (0).
+Environment: COPOSTS (2000), OBSERVERS (8), RATE (100), DURATION (10), NICE (0).
 """
 import base64
 import http.client
@@ -34,11 +34,12 @@ import tty
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "demo"))
 import mcu_sim  # noqa: E402  (hdlc_encode, HdlcDecoder)
+from benchlib import cpu_seconds, free_ports, kib, pct  # noqa: E402
 
 COPOSTS = int(os.environ.get("COPOSTS", "2000"))
 OBSERVERS = int(os.environ.get("OBSERVERS", "8"))
 RATE = float(os.environ.get("RATE", "100"))
-SECONDS = float(os.environ.get("SECONDS", "10"))
+DURATION = float(os.environ.get("DURATION", "10"))
 NICE = os.environ.get("NICE", "0")
 
 
@@ -46,33 +47,8 @@ def log(*a):
     print("http_bench:", *a, file=sys.stderr, flush=True)
 
 
-def free_ports(n):
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
 
 
-def pct(values, p):
-    v = sorted(values)
-    return v[min(len(v) - 1, int(round(p / 100.0 * (len(v) - 1))))]
-
-
-def kib(pid, key):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith(key + ":"):
-                return int(line.split()[1])
-    return 0
-
-
-def cpu_seconds(pid):
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def wait_for(pred, timeout, what):
@@ -229,7 +205,7 @@ def main():
         time.sleep(2)  # subscribed, first frames flowing
         f0 = sum(o.frames for o in observers)
         c0, t0 = cpu_seconds(el.pid), time.monotonic()
-        time.sleep(SECONDS)
+        time.sleep(DURATION)
         f1 = sum(o.frames for o in observers)
         c1, t1 = cpu_seconds(el.pid), time.monotonic()
         for o in observers:

@@ -15,7 +15,7 @@ table:
   3. DEVICES devices connected and verified through one DeviceLoop (one thread): time to
      verify them all, edgelink CPU for it, RSS after and (after - before) per device;
   4. every device sets its heartbeat (ping seconds=30), then pings every PING_S seconds,
-     spread evenly; over SECONDS: pings answered, edgelink CPU (% of one core) and CPU
+     spread evenly; over DURATION: pings answered, edgelink CPU (% of one core) and CPU
      per ping;
   5. the same COPOSTS coposts to the echo device with the fleet still pinging;
   6. checks: edgelink (started with a soft RLIMIT_NOFILE of 1024) raised its limit to the
@@ -25,7 +25,7 @@ table:
   7. SIGTERM with every device still connected: edgelink exits with status 0 and every
      device sees EOF. edgelink's log (level warn) is shown at the end.
 
-Environment: DEVICES (1000), PING_S (10, below 45: the heartbeat is 30 s), SECONDS (20),
+Environment: DEVICES (1000), PING_S (10, below 45: the heartbeat is 30 s), DURATION (20),
 COPOSTS (2000), GAP_MS (pause between coposts, 0: back-to-back), NICE (0; e.g. -10
 as root: mosquitto, edgelink and the echo device run at that nice level), KEEP=1 (keep
 the temp dir with config and logs). Exit status 1 when a check fails.
@@ -48,10 +48,11 @@ import uuid
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
 import rtio_device as rd  # noqa: E402
+from benchlib import cpu_seconds, free_ports, kib, pct  # noqa: E402
 
 DEVICES = int(os.environ.get("DEVICES", "1000"))
 PING_S = float(os.environ.get("PING_S", "10"))
-SECONDS = float(os.environ.get("SECONDS", "20"))
+DURATION = float(os.environ.get("DURATION", "20"))
 COPOSTS = int(os.environ.get("COPOSTS", "2000"))
 GAP_MS = float(os.environ.get("GAP_MS", "0"))
 NICE = os.environ.get("NICE", "0")
@@ -66,33 +67,8 @@ def log(*a):
     print("rtio_bench:", *a, file=sys.stderr, flush=True)
 
 
-def free_ports(n):
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
 
 
-def pct(values, p):
-    v = sorted(values)
-    return v[min(len(v) - 1, int(round(p / 100.0 * (len(v) - 1))))]
-
-
-def kib(pid, key):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith(key + ":"):
-                return int(line.split()[1])
-    return 0
-
-
-def cpu_seconds(pid):
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def sched_seconds(pid):
@@ -465,11 +441,11 @@ def main():
         print(f"result rss_kib_per_device {per_dev:.2f}")
         print(f"result rss_anon_kib_per_device {per_dev_anon:.2f}")
 
-        log(f"steady pinging for {SECONDS:g} s ({DEVICES / PING_S:.0f} pings/s offered; load average {loadavg()})")
+        log(f"steady pinging for {DURATION:g} s ({DEVICES / PING_S:.0f} pings/s offered; load average {loadavg()})")
         p0, s0, _ = fleet.counts()
         b0 = os.times()
         pcpu = Cpu(el.pid)
-        time.sleep(SECONDS)
+        time.sleep(DURATION)
         pcpu.stop()
         b1 = os.times()
         p1, s1, rtt_max = fleet.counts()
@@ -566,7 +542,7 @@ def main():
         row(f"edgelink CPU idle, echo device only ({IDLE_CPU_S:g} s)",
             f"{idle_cpu.pct()[0]:.2f} ({idle_cpu.pct()[1]:.3f}) %")
         row("pings answered per s", f"{pings / pcpu.wall:.1f}")
-        row(f"edgelink CPU while pinging ({SECONDS:g} s)", f"{cpu_pct:.2f} ({sched_pct:.3f}) %")
+        row(f"edgelink CPU while pinging ({DURATION:g} s)", f"{cpu_pct:.2f} ({sched_pct:.3f}) %")
         row("edgelink CPU per ping", f"{cpu_per_ping:.1f} ({sched_per_ping:.1f}) µs")
         row("ping round trip mean / max (Python loop)", f"{ping_rtt_mean:.2f} / {1000 * rtt_max:.1f} ms")
         row("bench process CPU while pinging", f"{bench_pct:.1f} %")
