@@ -5,6 +5,7 @@ rtio_device.py on loopback TCP.
 import base64
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -302,3 +303,22 @@ def test_rtio_config_checks(workdir):
     out = check(workdir, f'[rtio]\nsecrets_file = "{secrets}"\n')
     assert out.returncode == 0 and "chmod" in out.stderr, out.stderr
     assert SECRET not in out.stdout + out.stderr
+
+
+def test_reload_disconnects_a_removed_device_and_keeps_the_others(rtio_rig):
+    e, h, port = rtio_rig()
+    keep = rtio_rig.device(port)
+    keep.add_uri("/echo")
+    keep.serve()
+    gone = rtio_rig.device(port, device_id=ID2, secret=SECRET2)
+    cfg = dict(e.config)
+    cfg["rtio"] = {**cfg["rtio"], "devices": {ID: SECRET}}
+    e.write_config(cfg)
+    e.signal(signal.SIGHUP)
+    assert gone.wait_eof(10)
+    wait_for(lambda: ID2 not in h.status()["devices"], what="the removed id to leave the status")
+    assert h.copost(ID2, "/echo")["code"] == "DEVICEID_OFFLINE"
+    # It cannot come back with its old secret; the other device never noticed.
+    again = rtio_rig.device(port, device_id=ID2, secret=SECRET2, verify=False)
+    assert again.verify() == rd.RespCode.VERIFY_FAILED
+    assert h.copost(ID, "/echo", b64(b"kept"))["code"] == "OK"
