@@ -4,6 +4,8 @@
 // HttpApi would. Tagged [pty]: it needs /dev/ptmx, no network.
 
 #include <catch2/catch.hpp>
+
+#include "pty_test_util.hpp"
 #include <fcntl.h>
 #include <rapidjson/document.h>
 #include <stdlib.h>
@@ -27,17 +29,14 @@ using http::Code;
 
 namespace {
 
+using test::run_until;
+
 using Bytes = std::vector<uint8_t>;
 
 class HdlcDevice {
  public:
   HdlcDevice() {
-    master_ = ::posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
-    REQUIRE(master_ >= 0);
-    REQUIRE(::grantpt(master_) == 0);
-    REQUIRE(::unlockpt(master_) == 0);
-    path_ = ::ptsname(master_);
-    REQUIRE(::fcntl(master_, F_SETFL, ::fcntl(master_, F_GETFL) | O_NONBLOCK) == 0);
+    master_ = test::open_pty_master(path_);
   }
   ~HdlcDevice() { unplug(); }
 
@@ -136,16 +135,6 @@ class HdlcDevice {
   std::string path_;
   HdlcDecoder hdlc_;
 };
-
-bool run_until(asio::io_context& io, const std::function<bool()>& done, std::chrono::milliseconds limit = 5s) {
-  const auto end = std::chrono::steady_clock::now() + limit;
-  while (!done()) {
-    if (std::chrono::steady_clock::now() > end) return false;
-    io.restart();
-    io.run_for(5ms);
-  }
-  return true;
-}
 
 // What HttpApi would see of one obget.
 struct Observed {

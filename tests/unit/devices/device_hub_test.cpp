@@ -5,6 +5,8 @@
 #include "edgelink/devices/device_hub.hpp"
 
 #include <catch2/catch.hpp>
+
+#include "pty_test_util.hpp"
 #include <fcntl.h>
 #include <rapidjson/document.h>
 #include <stdlib.h>
@@ -27,6 +29,8 @@ using namespace std::chrono_literals;
 
 namespace {
 
+using test::run_until;
+
 using Bytes = std::vector<uint8_t>;
 Bytes bytes_of(std::string_view s) { return Bytes(s.begin(), s.end()); }
 
@@ -35,12 +39,7 @@ Bytes bytes_of(std::string_view s) { return Bytes(s.begin(), s.end()); }
 class ConsoleDevice {
  public:
   ConsoleDevice() {
-    master_ = ::posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
-    REQUIRE(master_ >= 0);
-    REQUIRE(::grantpt(master_) == 0);
-    REQUIRE(::unlockpt(master_) == 0);
-    path_ = ::ptsname(master_);
-    REQUIRE(::fcntl(master_, F_SETFL, ::fcntl(master_, F_GETFL) | O_NONBLOCK) == 0);
+    master_ = test::open_pty_master(path_);
   }
   ~ConsoleDevice() { unplug(); }
 
@@ -104,16 +103,6 @@ class ConsoleDevice {
   std::string path_;
   ConsoleDemux demux_;
 };
-
-bool run_until(asio::io_context& io, const std::function<bool()>& done, std::chrono::milliseconds limit = 5s) {
-  const auto end = std::chrono::steady_clock::now() + limit;
-  while (!done()) {
-    if (std::chrono::steady_clock::now() > end) return false;
-    io.restart();
-    io.run_for(5ms);
-  }
-  return true;
-}
 
 }  // namespace
 

@@ -8,6 +8,8 @@
 
 #include <catch2/catch.hpp>
 
+#include "pty_test_util.hpp"
+
 #include <fcntl.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -31,14 +33,7 @@ namespace {
 class Pty {
  public:
   Pty() {
-    master_ = ::posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
-    REQUIRE(master_ >= 0);
-    REQUIRE(::grantpt(master_) == 0);
-    REQUIRE(::unlockpt(master_) == 0);
-    const char* name = ::ptsname(master_);
-    REQUIRE(name != nullptr);
-    slave_path_ = name;
-    REQUIRE(::fcntl(master_, F_SETFL, ::fcntl(master_, F_GETFL) | O_NONBLOCK) == 0);
+    master_ = edgelink::test::open_pty_master(slave_path_);
   }
   ~Pty() { close(); }
   Pty(const Pty&) = delete;
@@ -90,15 +85,9 @@ struct LinkDir {
   fs::path link;
 };
 
-// Runs the loop in short slices until `done` holds or `limit` passes.
+// These tests give the loop 3 s by default, not the shared 5 s.
 bool run_until(asio::io_context& io, const std::function<bool()>& done, std::chrono::milliseconds limit = 3s) {
-  const auto end = std::chrono::steady_clock::now() + limit;
-  while (!done()) {
-    if (std::chrono::steady_clock::now() > end) return false;
-    io.restart();
-    io.run_for(5ms);
-  }
-  return true;
+  return edgelink::test::run_until(io, done, limit);
 }
 
 // Every byte value, so raw mode is checked: no echo, no CR/LF mapping, no XON/XOFF.
