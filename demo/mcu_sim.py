@@ -11,6 +11,18 @@ REST URLs sim/busy, sim/drop, sim/corrupt, sim/crash, sim/idle, sim/say, sim/sta
 sim/blocksize?n=<bytes> and sim/streampos?id=<sid>&pos=<n> (presets a session's 32-bit
 stream position, to test the 24-bit wrap without sending 16 MiB). Standard library only.
 
+Files (ricrest.md §5.5, §5.9; xstream.md §7.3): the rtstream endpoint `filesink` writes
+each accepted block into an in-memory file named after the session's fileName at its
+position (a block at 0 starts the file over); a ufStart with fileType fs/file/""/fw is
+an OKTO upload into the same in-memory file system (stored when complete). The files
+survive resets, like flash. sim/file?name=<n> -> {"req":…,"len":…,"sha256":…,"rslt":"ok"}
+or {"req":…,"rslt":"fail","error":"notFound"}; sim/failwrite?n=<k> makes the next k
+OKTO block writes fail (FileWriteFailed / OTAWriteFailed). sim/busy counts the chunk
+callbacks of both rtstream endpoints (upyconsole and filesink). Stream and upload
+events are logged on stderr ("sim: filesink open streamID=1 file=x", "sim: filesink
+complete file=x len=N", "sim: busy streamID=1 pos=P len=N", "sim: okto start …",
+"sim: okto end …") and, in console mode, as log lines on the port.
+
 StatePublisher topics: devjson (index 0, the JSON shape of §9.4) and devbin (index 1, one
 small devbin record), published at the subscribed rate (up to 1000 Hz). Every
 subscription request is logged on stderr, one line per topic, e.g.
@@ -23,6 +35,7 @@ is one frame that large, as from a board with PSRAM); the shutdown REPORT has no
 firmware's SYSTEM_RESTART_DELAY_MS), still answering, before it restarts.
 """
 import argparse
+import hashlib
 import json
 import os
 import select
@@ -41,6 +54,12 @@ MAX_REPL_LINE = 65536
 CHANNEL = "serial"       # one channel per simulator process
 CAPS = ["v", "caps", "reset", "subscription", "pubtopics", "upy", "sim"]
 TOPICS = {"devjson": 0, "devbin": 1}  # StatePublisher topics and their indexes (_t, devbin byte 1)
+RT_ENDPOINTS = ("upyconsole", "filesink")  # endpoints with a chunk callback
+# OKTO upload (§5.9). The block size is clamped to 2/3 of the channel's inbound block
+# length (1200 by default, so 800), a batch to 50000 bytes.
+INBOUND_BLOCK_LEN = 1200
+OKTO_BLOCK_DEFAULT, OKTO_BLOCK_MIN, OKTO_BATCH_DEFAULT, OKTO_BATCH_BYTES = 5000, 20, 40, 50000
+OKTO_FIRST_WAIT, OKTO_WAIT, OKTO_RETRIES, OKTO_MAX_TIME = 5.0, 1.0, 5, 7200.0
 
 
 def crc16(data, crc=0xFFFF):
@@ -162,11 +181,36 @@ def cmdframe_to_rest(obj):
     return "%s?%s" % (obj.get("cmdName", ""), "&".join(parts))
 
 
+def as_int(v, default=0):
+    try:
+        return int(v)
+    except (TypeError, ValueError):
+        return default
+
+
 class Session:
     def __init__(self, sid, file_name, endpoint, file_len, now):
         self.sid, self.file_name, self.endpoint = sid, file_name, endpoint
         self.file_len, self.pos, self.last = file_len, 0, now
         self.channel = CHANNEL
+        self.okto = None          # an Upload when this session is an OKTO upload
+
+
+class Upload:
+    """The OKTO state of an upload session (§5.9)."""
+
+    def __init__(self, firmware, block, batch, now):
+        self.firmware, self.block, self.batch = firmware, block, batch
+        self.start = now
+        self.reset(now)
+
+    def reset(self, now):
+        self.expected = 0         # okto: the only position accepted next
+        self.valid = 0            # blocks accepted
+        self.in_batch = 0         # blocks received since the last okto, discarded ones too
+        self.retries = 0          # timer oktos since the last block
+        self.last_rx = now
+        self.data = bytearray()
 
 
 class Repl:
@@ -208,6 +252,8 @@ class Device:
         self.t0 = time.monotonic()
         self.pending = None
         self.next_log = self.t0 + args.log_interval if args.log_interval > 0 else None
+        self.files = {}           # the in-memory file system: name -> bytearray; survives resets
+        self.fail_write = 0       # sim/failwrite: the next k OKTO block writes fail
         self.boot()
 
     # ---- state -----------------------------------------------------------------
@@ -227,6 +273,11 @@ class Device:
     def log(self, level, tag, text):
         if self.console:
             self.queue(("%s (%d) %s: %s\n" % (level, self.now_ms(), tag, text)).encode())
+
+    def event(self, tag, text):
+        """A stream/upload event: "sim: <text>" on stderr for tests, a log line in console mode."""
+        print("sim: " + text, file=sys.stderr, flush=True)
+        self.log("I", tag, text)
 
     # ---- output ------------------------------------------------------------------
     def queue(self, data):
@@ -425,6 +476,14 @@ class Device:
             if not s:
                 return '{"req":%s,"rslt":"fail","error":"SESSION_NOT_FOUND"}' % jstr(req)
             s.pos = num("pos", 0) & 0xFFFFFFFF
+        elif what == "file":
+            data = self.files.get(args.get("name", ""))
+            if data is None:
+                return '{"req":%s,"rslt":"fail","error":"notFound"}' % jstr(req)
+            return '{"req":%s,"len":%d,"sha256":"%s","rslt":"ok"}' % (
+                jstr(req), len(data), hashlib.sha256(data).hexdigest())
+        elif what == "failwrite":
+            self.fail_write = num("n")
         else:
             return '{"req":%s,"rslt":"fail","error":"failUnknownAPI"}' % jstr(req)
         return ok
@@ -457,35 +516,43 @@ class Device:
         except (TypeError, ValueError):
             sid = 0
         file_name = str(obj.get("fileName", ""))
+        file_len = as_int(obj.get("fileLen", 0) or 0) & 0xFFFFFFFF
         if lname in ("ufstart", "dfstart"):
             if lname == "dfstart":
-                return ""  # no files here, and dfStart without a session gets no reply
-            if str(obj.get("fileType", "")).lower() != "rtstream":
-                return '{"req":"ufStart","rslt":"fail","error":"notSimulated"}'  # OKTO uploads are out of scope
+                return ""  # downloads are not simulated, and dfStart without a session gets no reply
+            # A restart matches on fileName and channel; the session type is not compared (§5.1).
             s = next((s for s in self.sessions if s.file_name == file_name and s.channel == CHANNEL), None)
-            if s:  # restart: same streamID, position 0, no open callback
-                s.pos, s.last = 0, now
-            else:
-                if len(self.sessions) > MAX_SESSIONS - 1:
-                    return '{"req":"ufStart","reason":"sessionNotStarted","rslt":"fail"}'
-                try:
-                    file_len = int(obj.get("fileLen", 0) or 0)
-                except (TypeError, ValueError):
-                    file_len = 0
-                endpoint = str(obj.get("endpoint", "")).lower()
-                s = Session(self.next_sid, file_name, endpoint, file_len, now)
-                self.next_sid = 1 if self.next_sid + 1 >= 255 else self.next_sid + 1
-                self.sessions.append(s)
-                if endpoint == "upyconsole":  # open callback: save streamID, reset position
-                    self.repl.sid, self.repl.tx_pos = s.sid, 0
+            if s and s.okto:
+                return self.okto_start(s, obj, file_len, now)
+            if s:  # restart: same streamID, position 0, new fileLen, no open callback
+                s.pos, s.last, s.file_len = 0, now, file_len
+                return '{"req":"ufStart","streamID":%d,"rslt":"ok"}' % s.sid
+            if str(obj.get("fileType", "")).lower() != "rtstream":
+                return self.okto_start(None, obj, file_len, now)
+            if len(self.sessions) > MAX_SESSIONS - 1:
+                return '{"req":"ufStart","reason":"sessionNotStarted","rslt":"fail"}'
+            endpoint = str(obj.get("endpoint", "")).lower()
+            s = self.new_session(file_name, endpoint, file_len, now)
+            if endpoint == "upyconsole":  # open callback: save streamID, reset position
+                self.repl.sid, self.repl.tx_pos = s.sid, 0
+            elif endpoint == "filesink":  # open callback: accepts
+                self.event("FileSink", "filesink open streamID=%d file=%s" % (s.sid, file_name))
             return '{"req":"ufStart","streamID":%d,"rslt":"ok"}' % s.sid
         if lname == "dfack":
             return ""
         s = self.lookup(sid, file_name)
+        if s and s.okto:
+            return self.okto_cmd(s, lname, name, obj)
         if s:
             s.last = now  # any command for the session resets its idle timer; nothing closes
             return '{"req":%s,"streamID":%d,"rslt":"ok"}' % (jstr(name), s.sid)
         return '{"req":%s,"rslt":"ok"}' % jstr(name)
+
+    def new_session(self, file_name, endpoint, file_len, now):
+        s = Session(self.next_sid, file_name, endpoint, file_len, now)
+        self.next_sid = 1 if self.next_sid + 1 >= 255 else self.next_sid + 1
+        self.sessions.append(s)
+        return s
 
     def file_block(self, num, sid, pos, data):
         if not data:
@@ -494,24 +561,33 @@ class Device:
         s = self.lookup(sid, "")
         if not s:
             return self.reply(num, '{"req":"ufBlock","streamID":%d,"reason":"SESSION_NOT_FOUND","rslt":"fail"}' % sid)
+        if s.okto:
+            return self.okto_block(num, s, pos, data)
         if pos < s.pos:  # no idle reset for mismatches
             return self.reply(num, '{"req":"ufBlock","streamID":%d,"sokto":%d,"reason":"POS_MISMATCH","rslt":"ok"}'
                               % (sid, s.pos))
         is_final = s.file_len != 0 and pos + len(data) >= s.file_len
-        if s.endpoint != "upyconsole":
+        if s.endpoint not in RT_ENDPOINTS:
             rc = "INVALID_OPERATION"  # unknown endpoint or no chunk callback
         elif self.busy > 0:
             self.busy -= 1
             rc = "BUSY"
+            self.event("SimMCU", "busy streamID=%d pos=%d len=%d" % (sid, pos, len(data)))
         else:
             rc = "OK"
         s.pos = pos + len(data)  # whatever the callback returned
         s.last = time.monotonic()
         if rc == "OK":
-            if self.record:  # what the endpoint accepted, across boots
-                self.record.write(data)
-            self.repl_output(self.repl.feed(data))
+            if s.endpoint == "filesink":
+                self.filesink_chunk(s, pos, data)
+            else:
+                if self.record:  # what the endpoint accepted, across boots
+                    self.record.write(data)
+                self.repl_output(self.repl.feed(data))
             if is_final:
+                if s.endpoint == "filesink":
+                    self.event("FileSink", "filesink complete file=%s len=%d" % (
+                        s.file_name, len(self.files[s.file_name])))
                 self.reply(num, '{"req":"ufBlock","streamID":%d,"sokto":%d,"rslt":"ok"}' % (sid, s.pos))
                 self.sessions.remove(s)
         elif rc == "BUSY":
@@ -519,6 +595,106 @@ class Device:
         else:
             self.reply(num, '{"req":"ufBlock","streamID":%d,"reason":"%s","rslt":"fail"}' % (sid, rc))
             self.sessions.remove(s)
+
+    def filesink_chunk(self, s, pos, data):
+        """The filesink chunk callback: the block goes at filePos; firstBlock starts the file over."""
+        f = self.files.get(s.file_name)
+        if pos == 0 or f is None:
+            f = self.files[s.file_name] = bytearray()
+        if pos > len(f):
+            f += bytes(pos - len(f))  # a forward gap reads as zeros
+        f[pos:pos + len(data)] = data
+
+    # ---- OKTO upload (§5.9) ----------------------------------------------------------
+    def okto_start(self, s, obj, file_len, now):
+        """ufStart for an OKTO upload: a new session (s None) or a restart of upload s."""
+        other = next((o for o in self.sessions if o.okto and o is not s), None)
+        busy = other or (s if s and s.okto.expected > 0 else None)
+        if busy:  # one upload at a time, and a restart cannot rewind an upload under way
+            return ('{"req":"ufStart","batchMsgSize":%d,"batchAckSize":%d,"streamID":%d,'
+                    '"rslt":"fail","error":"transferInProgress"}' % (busy.okto.block, busy.okto.batch, busy.sid))
+        block = as_int(obj.get("batchMsgSize", -1), -1)
+        block = block if block > 0 else OKTO_BLOCK_DEFAULT
+        block = max(OKTO_BLOCK_MIN, min(block, INBOUND_BLOCK_LEN * 2 // 3))
+        batch = as_int(obj.get("batchAckSize", -1), -1)
+        batch = batch if batch > 0 else OKTO_BATCH_DEFAULT
+        if block * batch > OKTO_BATCH_BYTES:
+            batch = max(1, OKTO_BATCH_BYTES // block)
+        firmware = str(obj.get("fileType", "")).lower() in ("fw", "ricfw")
+        if s:
+            s.file_len, s.last = file_len, now
+            s.okto.block, s.okto.batch, s.okto.firmware, s.okto.start = block, batch, firmware, now
+            s.okto.reset(now)
+        else:
+            if len(self.sessions) > MAX_SESSIONS - 1:
+                return '{"req":"ufStart","reason":"sessionNotStarted","rslt":"fail"}'
+            s = self.new_session(str(obj.get("fileName", "")), "", file_len, now)
+            s.okto = Upload(firmware, block, batch, now)
+        self.event("FileUpload", "okto start streamID=%d file=%s len=%d block=%d batch=%d" % (
+            s.sid, s.file_name, file_len, block, batch))
+        return '{"req":"ufStart","batchMsgSize":%d,"batchAckSize":%d,"streamID":%d,"rslt":"ok"}' % (
+            block, batch, s.sid)
+
+    def okto_cmd(self, s, lname, name, obj):
+        s.last = time.monotonic()
+        if lname == "ufend":  # an early end keeps what has arrived, as a file system would
+            self.okto_close(s, "end")
+            return '{"req":"ufEnd","rslt":"ok"}'
+        if lname == "ufcancel":
+            self.okto_close(s, "cancel", str(obj.get("reason", "")))
+            return '{"req":%s,"rslt":"ok"}' % jstr(name)
+        return '{"req":%s,"streamID":%d,"rslt":"ok"}' % (jstr(name), s.sid)
+
+    def okto_close(self, s, how, reason=None):
+        """Ends upload s: "end" stores what has arrived, "cancel" discards it. With a reason,
+        the unsolicited ufCancel notice goes out (msgNum 0)."""
+        u = s.okto
+        if how == "end":
+            self.files[s.file_name] = bytearray(u.data)
+            self.event("FileUpload", "okto end file=%s len=%d" % (s.file_name, len(u.data)))
+        else:
+            self.event("FileUpload", "okto cancel file=%s reason=%s" % (s.file_name, reason or ""))
+        if reason is not None:
+            self.reply(0, '{"req":"","cmdName":"ufCancel","reason":%s,"rslt":"ok"}' % jstr(reason))
+        if s in self.sessions:
+            self.sessions.remove(s)
+
+    def okto_block(self, num, s, pos, data):
+        u, now = s.okto, time.monotonic()
+        u.in_batch += 1       # discarded blocks count towards the batch too
+        u.last_rx, u.retries = now, 0
+        valid = pos == u.expected
+        final = False
+        if valid:
+            s.last = now      # handed to the writer: the session is alive
+            if self.fail_write > 0:
+                self.fail_write -= 1
+                self.reply(num, '{"req":"ufBlock","cmdName":"ufStatus","reason":"%s","rslt":"fail"}' % (
+                    "OTAWriteFailed" if u.firmware else "FileWriteFailed"))
+                why = ("failOTAStart" if pos == 0 else "failOTAWrite") if u.firmware else "failFileWrite"
+                return self.okto_close(s, "cancel", why)
+            u.data += data
+            u.expected += len(data)
+            u.valid += 1
+            final = pos + len(data) >= s.file_len
+        if u.in_batch >= u.batch or (valid and u.valid == 1) or final:
+            u.in_batch = 0
+            self.reply(num, '{"req":"ufBlock","okto":%d,"rslt":"ok"}' % u.expected)
+        if final:             # the session closes; a later ufEnd still gets ok
+            self.okto_close(s, "end")
+
+    def okto_timers(self, now):
+        for s in [s for s in self.sessions if s.okto]:
+            u = s.okto
+            if now - u.start > OKTO_MAX_TIME:
+                self.okto_close(s, "cancel", "failTimeout")
+            elif now - u.last_rx >= (OKTO_FIRST_WAIT if u.valid < 2 else OKTO_WAIT):
+                if u.retries < OKTO_RETRIES:
+                    u.retries += 1
+                    u.last_rx = now
+                    self.reply(0, '{"req":"ufBlock","okto":%d,"rslt":"ok"}' % u.expected)
+                else:
+                    self.okto_close(s, "cancel", "failRetries")
 
     def repl_output(self, out):
         r = self.repl
@@ -536,6 +712,9 @@ class Device:
 
     def expire(self):
         now = time.monotonic()
+        for s in self.sessions:
+            if s.okto and (now - s.last) * 1000 > self.idle_ms:
+                self.event("FileUpload", "okto cancel file=%s reason=idle" % s.file_name)  # silent on the link
         self.sessions = [s for s in self.sessions if (now - s.last) * 1000 <= self.idle_ms]
 
     # ---- timers ------------------------------------------------------------------
@@ -544,6 +723,7 @@ class Device:
         if self.restart_at is not None and now >= self.restart_at:
             self.crash()  # the restart after the REPORT: everything of the old boot is gone
         self.expire()
+        self.okto_timers(now)
         busy = bool(self.outq)  # output of earlier loops still queued; this loop's publishes do not count
         for name, sub in self.subs.items():
             if now >= sub[1]:
