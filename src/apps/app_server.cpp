@@ -3,6 +3,7 @@
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
 
+#include <algorithm>
 #include <variant>
 
 #include "edgelink/util/wall_clock.hpp"
@@ -16,11 +17,11 @@ constexpr size_t kWriteQueueCap = 1 << 20;
 constexpr char kLog[] = "apps";
 }  // namespace
 
-class AppSession : public std::enable_shared_from_this<AppSession> {
+class AppSession : public std::enable_shared_from_this<AppSession>, public UploadPeer {
  public:
-  AppSession(AppServer& server, AppServer::App& app, asio::ip::tcp::socket socket)
+  AppSession(AppServer& server, AppServer::App& app, asio::ip::tcp::socket socket, bool upload_port = false)
       : server_(server), app_(&app), socket_(std::move(socket)), framer_(app.config.max_line_bytes),
-        buf_(new char[kReadBytes]) {}
+        buf_(new char[kReadBytes]), upload_port_(upload_port) {}
 
   void start() { read(); }
 
@@ -30,6 +31,8 @@ class AppSession : public std::enable_shared_from_this<AppSession> {
     asio::error_code ignored;
     socket_.shutdown(asio::ip::tcp::socket::shutdown_both, ignored);
     socket_.close(ignored);
+    // An upload in its raw phase (or waiting for its final reply) learns it lost us.
+    if (auto receiver = std::exchange(receiver_, nullptr)) receiver->on_peer_gone();
   }
 
   void resume() {
@@ -40,6 +43,10 @@ class AppSession : public std::enable_shared_from_this<AppSession> {
   }
 
   bool can_take_writes() const { return write_bytes_ < kWriteQueueCap; }
+  // Writing the final reply of a raw-phase error, then closing (§3.2).
+  bool closing() const { return mode_ == Mode::Closing; }
+  // Actions wait while an upload runs on this connection (xstream.md §3.2).
+  bool takes_actions() const { return can_take_writes() && mode_ == Mode::Lines && !upload_port_; }
 
   void enqueue(std::string data) {
     write_bytes_ += data.size();
@@ -49,16 +56,70 @@ class AppSession : public std::enable_shared_from_this<AppSession> {
 
   void set_max_line_bytes(size_t n) { framer_.set_max_line_bytes(n); }
 
- private:
-  void read() {
+  // ---- UploadPeer ----
+  bool connected() const override { return app_ != nullptr; }
+  bool hello() const override { return hello_; }
+  // While a request is negotiated: whether an earlier upload still owes its final reply.
+  bool upload_pending() const override { return (mode_ == Mode::Negotiating ? mode_before_ : mode_) != Mode::Lines; }
+  void send_line(std::string line) override {
+    if (app_) enqueue(std::move(line));
+  }
+  void answered(bool final_pending) override {
     if (!app_) return;
-    if (!server_.sink_.accepting()) {
+    mode_ = final_pending || mode_before_ == Mode::Waiting ? Mode::Waiting : Mode::Lines;
+    continue_input();
+  }
+  void start_raw(uint64_t bytes, std::shared_ptr<RawReceiver> receiver) override {
+    if (!app_) {
+      receiver->on_peer_gone();
+      return;
+    }
+    mode_ = Mode::Raw;
+    raw_left_ = bytes;
+    receiver_ = std::move(receiver);
+    continue_input();
+  }
+  void resume_raw() override {
+    if (!raw_paused_ || !app_) return;
+    raw_paused_ = false;
+    continue_input();
+  }
+  void upload_done(bool close_after) override {
+    receiver_.reset();
+    if (!app_) return;
+    if (close_after) {
+      close_after_writes_ = true;
+      mode_ = Mode::Closing;
+      if (!writing_) close_now();
+      return;
+    }
+    const bool was_waiting = mode_ == Mode::Waiting;
+    if (mode_ == Mode::Waiting) mode_ = Mode::Lines;
+    if (was_waiting || mode_ == Mode::Lines) {
+      server_.drain(*app_);
+      continue_input();
+    }
+  }
+
+ private:
+  // Lines: JSON lines. Negotiating: a stream request awaits its answer; input is held.
+  // Raw: the granted bytes go to the upload. Waiting: JSON lines again, the final reply
+  // is still to come (actions wait). Closing: the final reply of a raw-phase error is
+  // being written, then the connection closes.
+  enum class Mode { Lines, Negotiating, Raw, Waiting, Closing };
+
+  void read() {
+    if (!app_ || reading_ || mode_ == Mode::Negotiating || mode_ == Mode::Closing || raw_paused_) return;
+    // Raw bytes go to disk, not to the outbox: a full outbox does not stop an upload.
+    if (mode_ != Mode::Raw && !server_.sink_.accepting()) {
       paused_ = true;
       ++app_->counters.pauses;
       return;
     }
+    reading_ = true;
     socket_.async_read_some(asio::buffer(buf_.get(), kReadBytes),
                             [self = shared_from_this()](asio::error_code ec, size_t n) {
+                              self->reading_ = false;
                               if (!self->app_) return;
                               if (ec) {
                                 self->disconnected(ec);
@@ -69,8 +130,32 @@ class AppSession : public std::enable_shared_from_this<AppSession> {
                             });
   }
 
+  // Input held while a request was negotiated or an upload's writes caught up, then reading.
+  void continue_input() {
+    if (!held_.empty() && mode_ != Mode::Negotiating && !raw_paused_) {
+      std::string held = std::exchange(held_, {});
+      process(held);
+    }
+    if (held_.empty() && !paused_) read();
+  }
+
   void process(std::string_view in) {
     while (!in.empty() && app_) {
+      if (mode_ == Mode::Negotiating || raw_paused_ || mode_ == Mode::Closing) {
+        // The rest waits: it may be raw bytes or lines, the answer decides.
+        if (mode_ != Mode::Closing) held_.append(in.data(), in.size());
+        return;
+      }
+      if (mode_ == Mode::Raw) {
+        const size_t n = static_cast<size_t>(std::min<uint64_t>(raw_left_, in.size()));
+        raw_left_ -= n;
+        auto receiver = receiver_;  // on_raw may end the upload
+        if (raw_left_ == 0) mode_ = Mode::Waiting;
+        const bool more = receiver->on_raw(std::span(reinterpret_cast<const uint8_t*>(in.data()), n));
+        in.remove_prefix(n);
+        if (!more && app_ && mode_ != Mode::Closing) raw_paused_ = true;
+        continue;
+      }
       LineFramer::Result r = framer_.next(in);
       in.remove_prefix(r.consumed);
       if (r.status == LineFramer::Status::NeedMore) break;
@@ -96,6 +181,18 @@ class AppSession : public std::enable_shared_from_this<AppSession> {
     if (line.find_first_not_of(" \t\r") == std::string_view::npos) return;
     AppCounters& c = app_->counters;
     ++c.lines;
+    if (server_.uploads_ && line.find("x-stream") != std::string_view::npos) {
+      mode_before_ = mode_;
+      mode_ = Mode::Negotiating;
+      if (server_.uploads_->on_stream_request(app_->config.name, line, upload_port_, shared_from_this())) return;
+      mode_ = mode_before_;
+    }
+    if (upload_port_) {
+      // xstream.md §10: the upload port takes stream requests only.
+      enqueue("{\"status\":1,\"x-stream\":\"-1\",\"error\":\"BadRequest\",\"detail\":\"the upload port "
+              "takes stream requests only\"}\n");
+      return;
+    }
     AppMessage msg = parse_app_line(line);
     if (auto* point = std::get_if<DataPoint>(&msg)) {
       if (server_.sink_.on_point(app_->config.name, *point))
@@ -108,7 +205,10 @@ class AppSession : public std::enable_shared_from_this<AppSession> {
       ++c.statuses;
       server_.sink_.on_status(app_->config.name, std::move(*status));
     } else if (auto* control = std::get_if<ControlLine>(&msg)) {
-      if (control->hello) hello_errors_ = control->hello_errors;
+      if (control->hello) {
+        hello_ = true;
+        hello_errors_ = control->hello_errors;
+      }
     } else {
       report(std::get<AppError>(msg), line_number);
     }
@@ -154,6 +254,7 @@ class AppSession : public std::enable_shared_from_this<AppSession> {
   void write() {
     if (writes_.empty() || !app_) {
       writing_ = false;
+      if (close_after_writes_ && app_) close_now();
       return;
     }
     writing_ = true;
@@ -166,28 +267,46 @@ class AppSession : public std::enable_shared_from_this<AppSession> {
                           return;
                         }
                         self->write();
-                        if (self->app_ && self->can_take_writes()) self->server_.drain(*self->app_);
+                        if (self->app_ && self->takes_actions()) self->server_.drain(*self->app_);
                       });
+  }
+
+  // After a raw-phase error's final reply is written (§3.2).
+  void close_now() {
+    if (!app_) return;
+    AppServer::App& app = *app_;
+    log::info(kLog, app.config.name, ": upload connection closed after its final reply");
+    forget(app);
   }
 
   void disconnected(asio::error_code ec) {
     AppServer::App& app = *app_;
     if (ec == asio::error::eof) {
       // An orderly end of stream completes the last line, as in uplink's line codec.
-      LineFramer::Result r = framer_.finish();
-      if (r.status != LineFramer::Status::NeedMore) process_framed(r);
-      log::info(kLog, app.config.name, ": app disconnected");
+      if (mode_ == Mode::Lines || mode_ == Mode::Waiting) {
+        LineFramer::Result r = framer_.finish();
+        if (r.status != LineFramer::Status::NeedMore) process_framed(r);
+      }
+      if (!app_) return;
+      log::info(kLog, app.config.name, upload_port_ ? ": upload connection ended" : ": app disconnected");
     } else {
       log::warn(kLog, app.config.name, ": app connection lost: ", ec.message());
       // A reset may have cut the line anywhere: not a line the app finished.
       if (framer_.buffered() > 0)
         log::warn(kLog, app.config.name, ": ", framer_.buffered(), " bytes of an unterminated last line discarded");
     }
+    forget(app);
+  }
+
+  void forget(AppServer::App& app) {
+    auto self = shared_from_this();  // the app's lists may hold the last reference
     close();
     if (app.session.get() == this) {
       app.session.reset();
       app.since_ms = unix_ms();
     }
+    auto& ups = app.upload_sessions;
+    ups.erase(std::remove(ups.begin(), ups.end(), self), ups.end());
   }
 
   AppServer& server_;
@@ -195,11 +314,21 @@ class AppSession : public std::enable_shared_from_this<AppSession> {
   asio::ip::tcp::socket socket_;
   LineFramer framer_;
   std::unique_ptr<char[]> buf_;
+  const bool upload_port_;
   bool paused_ = false;
+  bool reading_ = false;
+  bool hello_ = false;
   bool hello_errors_ = false;
   bool writing_ = false;
+  bool close_after_writes_ = false;
   std::deque<std::string> writes_;
   size_t write_bytes_ = 0;
+  Mode mode_ = Mode::Lines;
+  Mode mode_before_ = Mode::Lines;  // the mode a stream request arrived in
+  uint64_t raw_left_ = 0;
+  bool raw_paused_ = false;
+  std::string held_;
+  std::shared_ptr<RawReceiver> receiver_;
 };
 
 AppServer::AppServer(asio::io_context& io, AppSink& sink, std::chrono::milliseconds bind_retry)
@@ -207,15 +336,23 @@ AppServer::AppServer(asio::io_context& io, AppSink& sink, std::chrono::milliseco
 
 AppServer::~AppServer() { close(); }
 
-void AppServer::open(App& app) {
-  asio::error_code ec;
-  auto address = asio::ip::make_address(app.config.bind, ec);
-  asio::ip::tcp::endpoint endpoint(address, app.config.port);
-  auto acceptor = std::make_unique<asio::ip::tcp::acceptor>(io_);
+namespace {
+std::unique_ptr<asio::ip::tcp::acceptor> listen_on(asio::io_context& io, const std::string& bind, uint16_t port,
+                                                   asio::error_code& ec) {
+  auto address = asio::ip::make_address(bind, ec);
+  asio::ip::tcp::endpoint endpoint(address, port);
+  auto acceptor = std::make_unique<asio::ip::tcp::acceptor>(io);
   if (!ec) acceptor->open(endpoint.protocol(), ec);
   if (!ec) acceptor->set_option(asio::ip::tcp::acceptor::reuse_address(true), ec);
   if (!ec) acceptor->bind(endpoint, ec);
   if (!ec) acceptor->listen(asio::socket_base::max_listen_connections, ec);
+  return acceptor;
+}
+}  // namespace
+
+void AppServer::open(App& app) {
+  asio::error_code ec;
+  auto acceptor = listen_on(io_, app.config.bind, app.config.port, ec);
   const std::string where = app.config.bind + ":" + std::to_string(app.config.port);
   if (ec) {
     ++app.counters.bind_failures;
@@ -290,6 +427,7 @@ void AppServer::apply(const std::map<std::string, AppConfig>& configs) {
     }
     log::info(kLog, it->first, ": removed from the configuration; closing");
     if (it->second->session) it->second->session->close();
+    for (auto& u : std::vector(it->second->upload_sessions)) u->close();
     it = apps_.erase(it);  // the acceptor's destructor cancels its pending accept
   }
   for (const auto& [name, config] : configs) {
@@ -298,19 +436,76 @@ void AppServer::apply(const std::map<std::string, AppConfig>& configs) {
     bool rebind = !slot || (!slot->acceptor && slot->bind_error.empty()) || slot->config.bind != config.bind ||
                   slot->config.port != config.port;
     if (!slot) slot = std::make_unique<App>();
-    slot->config = config;
     if (slot->session) slot->session->set_max_line_bytes(config.max_line_bytes);
+    const bool rebind_uploads = rebind || slot->config.upload_port != config.upload_port || !slot->upload_acceptor;
+    slot->config = config;
     if (rebind) {
       slot->acceptor.reset();
       if (slot->bind_timer) slot->bind_timer->cancel();
       slot->bind_error.clear();
       open(*slot);
     }
+    if (rebind_uploads) open_upload_port(*slot);
   }
 }
 
+// xstream.md §10: a second listener for stream requests only. A port that cannot be
+// opened is said once and tried again at the next reload; the app port works meanwhile.
+void AppServer::open_upload_port(App& app) {
+  app.upload_acceptor.reset();
+  if (app.config.upload_port == 0) {
+    app.upload_bind_error.clear();
+    return;
+  }
+  asio::error_code ec;
+  auto acceptor = listen_on(io_, app.config.bind, app.config.upload_port, ec);
+  const std::string where = app.config.bind + ":" + std::to_string(app.config.upload_port);
+  if (ec) {
+    app.upload_bind_error = "cannot listen on " + where + ": " + ec.message();
+    log::error(kLog, "tcpapps.", app.config.name, ".upload_port: ", app.upload_bind_error,
+               "; uploads still work on the app port");
+    return;
+  }
+  app.upload_bind_error.clear();
+  app.upload_acceptor = std::move(acceptor);
+  log::info(kLog, app.config.name, ": upload port listening on ", where);
+  accept_upload(app);
+}
+
+void AppServer::accept_upload(App& app) {
+  asio::ip::tcp::acceptor* acceptor = app.upload_acceptor.get();
+  acceptor->async_accept([this, &app, acceptor](asio::error_code ec, asio::ip::tcp::socket socket) {
+    if (ec == asio::error::operation_aborted || app.upload_acceptor.get() != acceptor) return;
+    if (ec) {
+      log::limited(limiter_, "accept-upload-" + app.config.name, LogLevel::Warn, kLog, app.config.name,
+                   ": upload port accept failed: ", ec.message(), "; retrying in 100 ms");
+      auto timer = std::make_shared<asio::steady_timer>(io_, std::chrono::milliseconds(100));
+      timer->async_wait([this, timer, acceptor, name = app.config.name](asio::error_code wait_ec) {
+        if (wait_ec) return;
+        auto it = apps_.find(name);
+        if (it != apps_.end() && it->second->upload_acceptor.get() == acceptor) accept_upload(*it->second);
+      });
+      return;
+    }
+    if (app.upload_sessions.size() >= app.config.max_uploads) {
+      ++app.counters.upload_refused;
+      log::limited(limiter_, "upload-full-" + app.config.name, LogLevel::Warn, kLog, app.config.name,
+                   ": upload port connection closed: max_uploads (", app.config.max_uploads, ") are open");
+      asio::error_code ignored;
+      socket.close(ignored);
+    } else {
+      socket.set_option(asio::ip::tcp::no_delay(true), ec);
+      ++app.counters.upload_connects;
+      auto session = std::make_shared<AppSession>(*this, app, std::move(socket), true);
+      app.upload_sessions.push_back(session);
+      session->start();
+    }
+    accept_upload(app);
+  });
+}
+
 void AppServer::drain(App& app) {
-  while (app.session && app.session->can_take_writes() && !app.pending.empty()) {
+  while (app.session && app.session->takes_actions() && !app.pending.empty()) {
     app.session->enqueue(std::move(app.pending.front().second));
     app.pending.pop_front();
     ++app.counters.actions_delivered;
@@ -343,8 +538,13 @@ void AppServer::resume() {
 void AppServer::close() {
   for (auto& [name, app] : apps_) {
     app->acceptor.reset();
+    app->upload_acceptor.reset();
+    for (auto& u : std::vector(app->upload_sessions))
+      if (!u->closing()) u->close();
     if (app->bind_timer) app->bind_timer->cancel();
-    if (app->session) {
+    if (app->session && app->session->closing()) {
+      app->session.reset();  // it closes itself once its final reply is written
+    } else if (app->session) {
       app->session->close();
       app->since_ms = unix_ms();
     }

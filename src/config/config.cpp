@@ -72,6 +72,15 @@ const char* uplink_feature(std::string_view key) {
 // through the one disk spool like any batch.
 constexpr const char* kUplinkActionStatusKeys[] = {"batch_size", "flush_period", "priority", "persistence"};
 
+// xstream.md §8: like action_status, one point per message, on its own topic.
+StreamConfig uploads_stream_defaults(const Config& c) {
+  StreamConfig s = c.default_stream;
+  s.name = kUploadsStream;
+  s.topic = "/tenants/{tenant_id}/devices/{device_id}/events/uploads/jsonarray";
+  s.batch_size = 1;
+  return s;
+}
+
 }  // namespace
 
 void Loader::load(const toml::table& root, Config& c) {
@@ -114,6 +123,8 @@ void Loader::load(const toml::table& root, Config& c) {
       if (const auto* t = table_value(v, key)) load_http(*t, c.http);
     } else if (key == "rtio") {
       if (const auto* t = table_value(v, key)) load_rtio(*t, c.rtio);
+    } else if (key == "xstream") {
+      if (const auto* t = table_value(v, key)) load_xstream(*t, c.xstream);
     } else if (key == "spool") {
       if (const auto* t = table_value(v, key)) load_spool(*t, c.spool);
     } else if (key == "log") {
@@ -140,6 +151,11 @@ void Loader::load(const toml::table& root, Config& c) {
 
   check_sites();
   check_devices();
+  check_upload_devices();
+  // The built-in uploads stream (xstream.md §8), once there is something to report.
+  const bool uploads = std::any_of(c.tcpapps.begin(), c.tcpapps.end(),
+                                   [](const auto& app) { return !app.second.upload_routes.empty(); });
+  if (uploads && !c.streams.count(kUploadsStream)) c.streams[kUploadsStream] = uploads_stream_defaults(c);
   check_reserved_devices(root, c);
   check_rtio(c);
 
@@ -168,8 +184,8 @@ void Loader::check_sites() {
       const AppSite& a = sites_[j];
       const AppSite& b = sites_[i];
       if (a.port == b.port && (a.any || b.any || a.addr == b.addr)) {
-        error(*b.port_node, b.label + ".port: " + b.bind + " port " + std::to_string(b.port) + " overlaps " +
-                                a.label + " (" + a.bind + " port " + std::to_string(a.port) + ")");
+        error(*b.port_node, b.label + "." + b.key + ": " + b.bind + " port " + std::to_string(b.port) +
+                                " overlaps " + a.label + (a.key == "port" ? "" : "." + a.key) + " (" + a.bind + " port " + std::to_string(a.port) + ")");
         break;
       }
     }
@@ -177,9 +193,10 @@ void Loader::check_sites() {
 }
 
 void Loader::add_site(const std::string& label, const toml::table& at, const toml::node& port_node,
-                      uint16_t port, const std::string& bind) {
+                      uint16_t port, const std::string& bind, const char* key) {
   AppSite site;
   site.label = label;
+  site.key = key;
   site.pos = at.source().begin;
   site.port_node = &port_node;
   site.port = port;
@@ -351,6 +368,8 @@ void Loader::load_apps(const toml::table& t, std::map<std::string, AppConfig>& a
         load_actions(av, kpath, app);
       } else if (key == "max_line_bytes") {
         assign(app.max_line_bytes, int_as<size_t>(av, kpath, 1, kInt64Max));
+      } else if (key == "upload_port" || key == "max_uploads" || key == "upload_routes") {
+        load_app_upload_key(key, av, kpath, app);
       } else {
         unknown(ak, "in [" + path + "]");
       }
@@ -358,6 +377,8 @@ void Loader::load_apps(const toml::table& t, std::map<std::string, AppConfig>& a
     const toml::node* port_node = at->get("port");
     if (!port_node) missing(*at, path + ".port");
     if (port_node && app.port != 0) add_site(path, *at, *port_node, app.port, app.bind);
+    if (const toml::node* up = at->get("upload_port"); up && app.upload_port != 0)
+      add_site(path, *at, *up, app.upload_port, app.bind, "upload_port");
     apps[name] = std::move(app);
   }
 }
@@ -424,7 +445,7 @@ void Loader::load_streams(const toml::table& t, Config& c) {
     }
     const auto* st = table_value(v, path);
     if (!st) continue;
-    StreamConfig s = c.default_stream;
+    StreamConfig s = name == kUploadsStream ? uploads_stream_defaults(c) : c.default_stream;
     s.name = name;
     load_stream(*st, path, s);
     // uplink's rule: only the default topic of a compressed stream gets "/lz4"; a

@@ -20,6 +20,7 @@ namespace edgelink::config_detail {
 // A listening address (of a tcpapp or an rtstream) normalised for conflict checks.
 struct AppSite {
   std::string label;  // "tcpapps.NAME" or "rtstreams.NAME", for messages
+  std::string key = "port";  // or "upload_port"
   toml::source_position pos;
   const toml::node* port_node = nullptr;
   std::array<unsigned char, 16> addr{};
@@ -78,7 +79,7 @@ class Loader : public ValueReader {
   std::optional<std::string> bind_value(const toml::node& n, const std::string& path);
   std::optional<std::string> session_text(const toml::node& n, const std::string& path);
   void add_site(const std::string& label, const toml::table& at, const toml::node& port_node, uint16_t port,
-                const std::string& bind);
+                const std::string& bind, const char* key = "port");
   void check_sites();
   void check_devices();
   void load_http(const toml::table& t, HttpConfig& h);
@@ -95,6 +96,10 @@ class Loader : public ValueReader {
                                          const std::vector<ServiceUriSite>& seen);
   void check_rtio(const Config& c);
   void check_reserved_devices(const toml::table& root, const Config& c);
+  void load_xstream(const toml::table& t, XStreamConfig& x);
+  void load_app_upload_key(const std::string& key, const toml::node& v, const std::string& path, AppConfig& app);
+  void load_upload_routes(const toml::node& n, const std::string& path, AppConfig& app);
+  void check_upload_devices();
   void load_spool(const toml::table& t, SpoolConfig& s);
   void load_log(const toml::table& t, LogConfig& l);
 
@@ -107,7 +112,8 @@ class Loader : public ValueReader {
   std::vector<ValueSite> device_paths_;      // owner = device
   std::vector<ValueSite> rtstream_devices_;  // owner = rtstream, value = device
   std::vector<ValueSite> rtstream_files_;    // owner = rtstream, value = device + '\0' + file_name
-  std::vector<RtioIdSite> rtio_ids_;  // well-formed RTIO ids, for the checks across sections
+  std::vector<RtioIdSite> rtio_ids_;
+  std::vector<ValueSite> upload_devices_;  // owner = app, value = device of a device route  // well-formed RTIO ids, for the checks across sections
 };
 
 }  // namespace edgelink::config_detail

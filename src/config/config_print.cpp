@@ -2,6 +2,7 @@
 // small to_string helpers of config.hpp. Written by hand rather than through toml++'s
 // formatter so the output keeps the file's section order instead of alphabetical order.
 
+#include <algorithm>
 #include <charconv>
 #include <cstdio>
 #include <cstdlib>
@@ -134,6 +135,35 @@ std::string to_toml(const Config& c) {
         << ", timeout = " << seconds(app.actions[i].timeout) << " }";
     }
     o << "]\n";
+    if (app.upload_routes.empty()) continue;
+    if (app.upload_port) o << "upload_port = " << app.upload_port << "\n";
+    o << "max_uploads = " << app.max_uploads << "\n";
+    for (const UploadRouteConfig& r : app.upload_routes) {
+      o << "\n[[tcpapps." << key(name) << ".upload_routes]]\n";
+      o << "route = " << str(r.route) << "\n";
+      o << "kind = \"" << to_string(r.kind) << "\"\n";
+      o << "max_total_bytes = " << r.max_total_bytes << "\n";
+      if (r.kind == UploadKind::File) {
+        o << "dir = " << str(upload_dir(c, name, r)) << "\n";
+      } else if (r.kind == UploadKind::Datastream) {
+        if (!r.mime_type.empty()) o << "mime_type = " << str(r.mime_type) << "\n";
+      } else {
+        o << "file_type = \"" << to_string(r.file_type) << "\"\n";
+        if (!r.endpoint.empty()) o << "endpoint = " << str(r.endpoint) << "\n";
+        if (!r.file_name.empty()) o << "file_name = " << str(r.file_name) << "\n";
+      }
+    }
+  }
+
+  if (std::any_of(c.tcpapps.begin(), c.tcpapps.end(), [](const auto& a) { return !a.second.upload_routes.empty(); })) {
+    const XStreamConfig& x = c.xstream;
+    o << "\n[xstream]\n";
+    o << "max_spool_bytes = " << x.max_spool_bytes << "\n";
+    o << "min_free_bytes = " << x.min_free_bytes << "\n";
+    o << "key_ttl = " << seconds(x.key_ttl) << "\n";
+    o << "raw_idle_timeout = " << seconds(x.raw_idle_timeout) << "\n";
+    o << "sync_bytes = " << x.sync_bytes << "\n";
+    o << "device_restarts = " << x.device_restarts << "\n";
   }
 
   for (const auto& [name, s] : c.streams) {
@@ -296,6 +326,22 @@ std::string ConfigIssue::to_string() const {
     if (column > 0) out += ":" + std::to_string(column);
   }
   return out + ": " + message;
+}
+
+const char* to_string(UploadKind kind) {
+  switch (kind) {
+    case UploadKind::File: return "file";
+    case UploadKind::Datastream: return "datastream";
+    case UploadKind::Device: return "device";
+  }
+  return "?";
+}
+
+const char* to_string(DeviceFileType type) { return type == DeviceFileType::Fs ? "fs" : "rtstream"; }
+
+std::string upload_dir(const Config& c, const std::string& app, const UploadRouteConfig& route) {
+  if (!route.dir.empty()) return route.dir;
+  return c.persistence_path + "/uploads/" + app;
 }
 
 }  // namespace edgelink

@@ -37,6 +37,13 @@ Daemon::Daemon(asio::io_context& io, Config config)
                    },
                    [this](const DataPoint& point) { return add_point(point); },
                }),
+      uploads_(io, config_,
+               uploads::UploadsCallbacks{
+                   [this](const DataPoint& point) { return add_point(point); },
+                   [this](const uploads::PushJob& job, uploads::PushCallbacks cb) {
+                     return devices_.push_file(job, std::move(cb));
+                   },
+               }),
       status_server_(io, [this] { return status_json(); }),
       rtio_(io, config_,
             rtio::RtioCallbacks{
@@ -69,6 +76,12 @@ Daemon::Daemon(asio::io_context& io, Config config)
   outbox_.set_live_first(config_.prioritize_live_data);
   add_status_hook([this](rapidjson::Document& doc) { rtio_.write_status(doc); });
   add_status_hook([this](rapidjson::Document& doc) { http_.write_status(doc); });
+  add_status_hook([this](rapidjson::Document& doc) {
+    rapidjson::Value uploads(rapidjson::kObjectType);
+    JsonObject o(uploads, doc.GetAllocator());
+    uploads_.write_status(o);
+    doc.AddMember("uploads", uploads, doc.GetAllocator());
+  });
 }
 
 Daemon::~Daemon() = default;
@@ -85,9 +98,12 @@ std::vector<std::string> Daemon::start() {
     open_spool();
     restore_actions();
   }
+  app_server_.set_upload_handler(&uploads_);
   app_server_.apply(config_.tcpapps);  // a port that cannot be bound yet is retried, not fatal
   if (errors.empty())
     for (auto& e : devices_.start()) errors.push_back(std::move(e));
+  if (errors.empty())
+    for (auto& e : uploads_.start()) errors.push_back(std::move(e));
   if (errors.empty())
     if (auto e = rtio_.start(); !e.empty()) errors.push_back(std::move(e));
   if (errors.empty())
@@ -411,7 +427,13 @@ void Daemon::shutdown() {
   if (stopping_) return;
   stopping_ = true;
   notify_systemd("STOPPING=1");
-  app_server_.close();
+  // Raw phases answer status 9 "shutdown" once their bytes are synced (xstream.md §10);
+  // the drain below waits for that.
+  uploads_stopping_ = true;
+  uploads_.shutdown([this] {
+    uploads_stopping_ = false;
+    app_server_.close();
+  });
   devices_.stop();
   batcher_.flush_all();
   link_.pump();
@@ -425,6 +447,7 @@ void Daemon::shutdown() {
 }
 
 bool Daemon::drained() const {
+  if (uploads_stopping_) return false;
   if (outbox_.empty()) return true;
   // Everything left is on disk: waiting for PUBACKs is only worth it while connected.
   bool on_disk = outbox_.writing() == 0 && outbox_.memory_only() == 0;
@@ -508,6 +531,7 @@ void Daemon::reload() {
   link_.set_extra_subscriptions(devices_.subscriptions());
   link_.reconfigure(next);
   next.persistence_path = config_.persistence_path;
+  uploads_.reload(next);
   config_ = std::move(next);
   flush_timer_.arm(batcher_.next_deadline());
   app_server_.resume();  // a larger memory budget may have lifted back-pressure

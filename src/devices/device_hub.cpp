@@ -178,7 +178,11 @@ std::shared_ptr<DeviceHub::Device> DeviceHub::build(const DeviceConfig& dc,
                  ": dropped a frame of ", len, " bytes from the device, above max_frame_bytes = ",
                  raw->config.max_frame_bytes, " (raise it if the device sends messages this large)");
   };
-  h.on_notice = [this, raw](const DeviceReply&, std::string_view json) {
+  h.on_notice = [this, raw](const DeviceReply& reply, std::string_view json) {
+    if (raw->push && raw->push->on_notice(reply)) {
+      if (!raw->ticking) rearm(*raw);
+      return;
+    }
     log::limited(limiter_, "notice:" + raw->config.name, LogLevel::Debug, kLog, raw->config.name,
                  ": notice for no stream: ", json);
   };
@@ -297,6 +301,7 @@ void DeviceHub::shutdown(Device& d) {
     if (!s->out_buf.empty()) flush_mqtt(*s);
     if (s->bridge) s->bridge->close();
   }
+  end_push(d, "stopped");
   d.stopped = true;
   d.timer->cancel();
   d.transport->stop();
@@ -346,6 +351,8 @@ void DeviceHub::rearm(Device& d) {
   auto earliest = [&due](TimePoint t) {
     if (!due || t < *due) due = t;
   };
+  if (d.push)
+    if (auto t = d.push->next_deadline()) earliest(*t);
   for (const auto& s : d.streams) {
     if (s->flush_at) earliest(*s->flush_at);
     if (s->rt && s->rt->state() != RtStreamState::Closed && !s->in_use()) earliest(s->last_input + quiet_close_);
@@ -358,6 +365,7 @@ void DeviceHub::on_due(Device& d) {
   const TimePoint now = Clock::now();
   d.ticking = true;
   d.sessions->on_tick(now);  // polls the port first (DeviceLink::Handlers::poll_input)
+  if (d.push) d.push->on_tick(now);
   d.ticking = false;
   for (auto& s : d.streams) {
     if (s->flush_at && now >= *s->flush_at) flush_mqtt(*s);
@@ -398,6 +406,7 @@ void DeviceHub::on_transport(Device& d, bool up, std::error_code ec) {
     pump_subscriptions(d);
   } else {
     on_link_down(d);
+    end_push(d, "offline");
   }
   if (!d.ticking) rearm(d);
 }
@@ -411,6 +420,7 @@ void DeviceHub::check_resets(Device& d) {
               kDeviceRestartWait.count(), " ms, in its new boot");
     status_point(d, "reset", "shutdown report");
     d.subs.on_device_reset();  // asked again once the restart is over (below)
+    end_push(d, "the device restarted");
   }
   if (c.id_collisions > d.seen_collisions) {
     d.seen_collisions = c.id_collisions;
@@ -424,6 +434,7 @@ void DeviceHub::check_resets(Device& d) {
     d.seen_device_resets = c.device_resets;
     d.subs.on_device_reset();
     pump_subscriptions(d);
+    end_push(d, "the device restarted");
   }
 }
 

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "edgelink/devices/device_hub.hpp"
+#include "edgelink/devices/device_push.hpp"
 #include "edgelink/devices/device_sessions.hpp"
 #include "edgelink/devices/device_subscriptions.hpp"
 #include "edgelink/devices/rtstream.hpp"
@@ -96,6 +97,11 @@ struct DeviceHub::Device {
   bool flush_posted = false;
   std::map<uint64_t, std::shared_ptr<CopostState>> coposts;
   uint64_t requests_ok = 0, requests_fail = 0, requests_timeout = 0, requests_offline = 0;
+
+  // An x-stream upload being pushed to the device (device_hub_push.cpp).
+  std::unique_ptr<DevicePush> push;
+  uint64_t push_id = 0;
+  uint64_t pushes_ok = 0, pushes_failed = 0, push_restarts = 0;
 };
 
 }  // namespace edgelink::devices

@@ -22,8 +22,10 @@ DeviceLink::Handlers DeviceSessions::wrap(DeviceLink::Handlers h) {
           if (s->turnaround() > before) share_turnaround(s->turnaround());
           return;
         }
-        // A stream we closed, or one whose ID went stale with a reset.
+        // A stream we closed, one whose ID went stale with a reset, or a file push the
+        // owner runs (DevicePush): the owner sees it.
         ++counters_.notices_unrouted;
+        if (user_.on_notice) user_.on_notice(reply, json);
         return;
       }
     }

@@ -19,6 +19,7 @@
 
 #include "edgelink/apps/app_message.hpp"
 #include "edgelink/apps/line_framer.hpp"
+#include "edgelink/apps/upload_peer.hpp"
 #include "edgelink/config/config.hpp"
 #include "edgelink/util/log.hpp"
 
@@ -44,6 +45,8 @@ struct AppCounters {
   uint64_t pauses = 0;          // times reading stopped for back-pressure
   uint64_t reports_dropped = 0; // error reports not sent: the app does not read
   uint64_t bind_failures = 0;   // attempts to open the listener that failed
+  uint64_t upload_connects = 0;  // connections to the upload_port
+  uint64_t upload_refused = 0;   // upload_port connections closed at once: max_uploads were open
   std::array<uint64_t, 7> errors{};  // by AppErrorCode
 };
 
@@ -61,6 +64,8 @@ class AppServer {
 
   // Opens listeners for new apps, closes removed ones, re-binds changed ones.
   void apply(const std::map<std::string, AppConfig>& apps);
+  // Where stream requests go (x-stream uploads); without one they are ordinary lines.
+  void set_upload_handler(StreamRequestHandler* handler) { uploads_ = handler; }
 
   // Queues an action line for `app`; it is written as soon as the app is connected.
   void deliver_action(const std::string& app, const std::string& action_id, std::string line);
@@ -92,6 +97,10 @@ class AppServer {
     std::unique_ptr<asio::steady_timer> bind_timer;  // the next attempt to open the listener
     std::string bind_error;                          // the last failure; empty once listening
     std::shared_ptr<AppSession> session;
+    // upload_port (xstream.md §10): stream requests only, up to max_uploads connections.
+    std::unique_ptr<asio::ip::tcp::acceptor> upload_acceptor;
+    std::string upload_bind_error;
+    std::vector<std::shared_ptr<AppSession>> upload_sessions;
     std::deque<std::pair<std::string, std::string>> pending;  // (action id, line)
     AppCounters counters;
     std::optional<uint64_t> since_ms;  // see AppInfo
@@ -101,10 +110,13 @@ class AppServer {
   friend class AppSession;
   void open(App& app);
   void accept(App& app);
+  void open_upload_port(App& app);
+  void accept_upload(App& app);
   void drain(App& app);
 
   asio::io_context& io_;
   AppSink& sink_;
+  StreamRequestHandler* uploads_ = nullptr;
   std::chrono::milliseconds bind_retry_;
   std::map<std::string, std::unique_ptr<App>> apps_;
   log::RateLimiter limiter_;

@@ -53,14 +53,51 @@ struct ActionConfig {
   bool operator==(const ActionConfig&) const = default;
 };
 
+// [[tcpapps.NAME.upload_routes]] (spec/xstream.md §1, §7).
+enum class UploadKind { File, Datastream, Device };
+enum class DeviceFileType { Rtstream, Fs };
+// Device positions are 24 bits (xstream.md §7.3).
+inline constexpr uint64_t kMaxDeviceUploadBytes = 16777215;
+
+struct UploadRouteConfig {
+  std::string route;  // "/upload-file", "/ds/<topic>", "/device/<name>/file"
+  UploadKind kind = UploadKind::File;
+  uint64_t max_total_bytes = 1ull << 30;  // device routes: at most kMaxDeviceUploadBytes
+  std::string dir;                        // file: "" = <persistence_path>/uploads/<app>
+  std::string mime_type;                  // datastream
+  std::string device;                     // device: <name> of the route
+  DeviceFileType file_type = DeviceFileType::Rtstream;
+  std::string endpoint;                   // device rtstream endpoint; "" = the request must name one
+  std::string file_name;                  // device file name when the request gives no "name"
+  bool operator==(const UploadRouteConfig&) const = default;
+};
+
 struct AppConfig {
   std::string name;
   std::string bind = "127.0.0.1";
   uint16_t port = 0;
   std::vector<ActionConfig> actions;
   size_t max_line_bytes = 1 << 20;
+  uint16_t upload_port = 0;  // 0 = none: stream requests on `port` only
+  uint32_t max_uploads = 4;  // uploads at once, both ports together
+  std::vector<UploadRouteConfig> upload_routes;
   bool operator==(const AppConfig&) const = default;
 };
+
+// [xstream] (spec/xstream.md §1).
+struct XStreamConfig {
+  uint64_t max_spool_bytes = 1ull << 30;
+  uint64_t min_free_bytes = 64ull << 20;
+  Millis key_ttl{86400 * 1000};
+  Millis raw_idle_timeout{30000};
+  uint64_t sync_bytes = 1 << 20;
+  uint32_t device_restarts = 3;
+  bool operator==(const XStreamConfig&) const = default;
+};
+
+// The built-in stream that tells the cloud what arrived (xstream.md §8); it exists when an
+// app has upload routes or [streams.uploads] is configured.
+inline constexpr const char* kUploadsStream = "uploads";
 
 // Priority of the built-in action_status stream: above every configurable 0..255.
 inline constexpr int kActionStatusPriority = 256;
@@ -208,6 +245,7 @@ struct Config {
   std::map<std::string, RtStreamConfig> rtstreams;  // each names a configured device
   HttpConfig http;
   RtioConfig rtio;
+  XStreamConfig xstream;
   SpoolConfig spool;
   LogConfig log;
 };
@@ -249,5 +287,9 @@ const char* to_string(LogLevel level);
 const char* to_string(FsyncPolicy policy);  // "batch", "interval", "never"
 const char* to_string(DeviceTransport transport);
 const char* to_string(DeviceFraming framing);
+const char* to_string(UploadKind kind);          // "file", "datastream", "device"
+const char* to_string(DeviceFileType type);      // "rtstream", "fs"
+// Where a file route stores its files: `dir`, else <persistence_path>/uploads/<app>.
+std::string upload_dir(const Config& c, const std::string& app, const UploadRouteConfig& route);
 
 }  // namespace edgelink

@@ -29,6 +29,7 @@
 #include "edgelink/outbox/disk_spool.hpp"
 #include "edgelink/outbox/outbox.hpp"
 #include "edgelink/streams/stream_batcher.hpp"
+#include "edgelink/uploads/uploads.hpp"
 #include "edgelink/util/deadline_timer.hpp"
 #include "edgelink/util/log.hpp"
 
@@ -114,6 +115,7 @@ class Daemon : public AppSink {
   AppServer app_server_;
   MqttLink link_;
   devices::DeviceHub devices_;  // [devices.*] and their [rtstreams.*]
+  uploads::Uploads uploads_;     // x-stream uploads of the apps (before app_server_ closes)
   StatusServer status_server_;
   rtio::RtioServer rtio_;  // [rtio]: RTIO SDK devices connect here
   http::DeviceRouter device_router_;  // devices_ and rtio_, for the HTTP API
@@ -131,6 +133,7 @@ class Daemon : public AppSink {
   std::chrono::microseconds watchdog_interval_{0};
   uint32_t status_sequence_ = 0;
   bool stopping_ = false;
+  bool uploads_stopping_ = false;  // SIGTERM: raw phases are still answering
   log::RateLimiter limiter_;
   std::vector<StatusHook> status_hooks_;
   // `started` is wall time for people; uptime is measured on the steady clock, which an

@@ -50,6 +50,7 @@
 #include "edgelink/config/config.hpp"
 #include "edgelink/util/json_object.hpp"
 #include "edgelink/http/device_access.hpp"
+#include "edgelink/uploads/push_job.hpp"
 #include "edgelink/util/log.hpp"
 
 namespace edgelink::devices {
@@ -118,6 +119,12 @@ class DeviceHub : public http::DeviceAccess {
   std::string summary() const;
 
   size_t device_count() const { return devices_.size(); }
+
+  // Pushes a stored upload to device `job.device` (xstream.md §7.3; device_hub_push.cpp).
+  // nullptr when no such device is configured. Otherwise a handle: destroying it abandons
+  // the push; else `done` runs once, never from inside this call (a device that is down
+  // fails with "device NAME: offline").
+  std::shared_ptr<void> push_file(const uploads::PushJob& job, uploads::PushCallbacks callbacks);
   size_t devices_up() const;
 
   // http::DeviceAccess for the configured [devices.NAME] (device_hub_access.cpp).
@@ -181,6 +188,7 @@ class DeviceHub : public http::DeviceAccess {
   void on_link_down(Device& d);
   void abandon_requests(Device& d);
   Stream* find_stream(const Device& d, std::string_view name) const;
+  void end_push(Device& d, std::string_view why);
 
   asio::io_context& io_;
   Config config_;  // identity, topics and stream settings of the last start/reload

@@ -1,0 +1,33 @@
+#pragma once
+// What an upload hands to the device side to push a stored file (spec/xstream.md §7.3);
+// DeviceHub::push_file() takes it, so the device code needs nothing else of uploads.
+
+#include <cstdint>
+#include <functional>
+#include <span>
+#include <string>
+
+#include "edgelink/config/config.hpp"
+
+namespace edgelink::uploads {
+
+struct PushJob {
+  std::string key;
+  std::string device;
+  std::string file_name;
+  std::string endpoint;
+  DeviceFileType file_type = DeviceFileType::Rtstream;
+  uint64_t total = 0;
+  uint32_t restarts = 3;  // [xstream] device_restarts
+};
+
+struct PushCallbacks {
+  // Bytes of the stored file at `offset`, exactly out.size() of them; false: unreadable.
+  std::function<bool(uint64_t offset, std::span<uint8_t> out)> read;
+  std::function<void(uint64_t bytes)> progress;  // bytes the device has taken
+  // Once, unless the push's handle is destroyed first. `detail` says why not, e.g.
+  // "device mcu1: FileWriteFailed", "device mcu1: offline".
+  std::function<void(bool ok, std::string detail)> done;
+};
+
+}  // namespace edgelink::uploads
