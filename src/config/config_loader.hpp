@@ -113,7 +113,7 @@ class Loader : public ValueReader {
   std::vector<ValueSite> rtstream_devices_;  // owner = rtstream, value = device
   std::vector<ValueSite> rtstream_files_;    // owner = rtstream, value = device + '\0' + file_name
   std::vector<RtioIdSite> rtio_ids_;
-  std::vector<ValueSite> upload_devices_;  // owner = app, value = device of a device route  // well-formed RTIO ids, for the checks across sections
+  std::vector<ValueSite> upload_devices_;  // owner = the route's key path, value = its device  // well-formed RTIO ids, for the checks across sections
 };
 
 }  // namespace edgelink::config_detail

@@ -147,7 +147,7 @@ void Loader::load_upload_routes(const toml::node& n, const std::string& path, Ap
                                    "[devices.<name>], got " + quote(route));
         continue;
       }
-      upload_devices_.push_back({app.name, r.device, route_node});
+      upload_devices_.push_back({epath + ".route", r.device, route_node});
       if (max_node && r.max_total_bytes > kMaxDeviceUploadBytes) {
         error(*max_node, epath + ".max_total_bytes: a device route takes at most " +
                              std::to_string(kMaxDeviceUploadBytes) + " bytes (positions on the device link are "
@@ -176,8 +176,8 @@ void Loader::load_upload_routes(const toml::node& n, const std::string& path, Ap
 void Loader::check_upload_devices() {
   for (const auto& site : upload_devices_)
     if (!device_names_.count(site.value))
-      error(*site.node, "tcpapps." + key_part(site.owner) + ".upload_routes: route names device " +
-                            quote(site.value) + ", which is not configured in [devices]");
+      error(*site.node, site.owner + ": route names device " + quote(site.value) +
+                            ", which is not configured in [devices]");
 }
 
 }  // namespace edgelink::config_detail

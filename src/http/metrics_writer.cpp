@@ -68,6 +68,14 @@ std::vector<Family> make_families() {
       {"edgelink_http_observers_ended_total", C, "obget streams ended, by reason.", {{"http/devices/{device}/observers_ended/{reason}"}}},
       {"edgelink_rtio_connections_total", C, "RTIO device connections by how they ended or were verified.", {{"rtio/connections/{result}"}}},
       {"edgelink_rtio_device_copost_total", C, "Coposts from RTIO devices by uri and status.", {{"rtio/device_copost/{uri}/{status}"}}},
+      // spec/xstream.md §11.
+      {"edgelink_uploads_active", G, "Uploads of the app in their negotiation or raw phase.", {{"uploads/apps/{app}/active"}}},
+      {"edgelink_uploads_total", C, "Uploads by app, route and final (or refusal) status.",
+       {{"uploads/apps/{app}/routes/{route}/status/{status}"}}},
+      {"edgelink_upload_bytes_total", C, "Upload bytes written to the spool.", {{"uploads/apps/{app}/routes/{route}/bytes"}}},
+      {"edgelink_xstream_spool_bytes", G, "Bytes of unfinished uploads in the spool (and granted to raw phases).",
+       {{"uploads/spool_bytes"}}},
+      {"edgelink_xstream_keys", G, "Upload keys by state.", {{"uploads/keys_by_state/{state}"}}},
 
       // The rest of the document.
       {"edgelink_start_time_seconds", G, "Unix time the daemon started.", {{.path = "started", .divisor = 1000}}},

@@ -8,6 +8,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <algorithm>
 #include <filesystem>
 
 namespace edgelink::uploads {
@@ -193,10 +194,18 @@ void UploadIo::open(std::string path, uint64_t offset, uint64_t sync_bytes,
 void UploadIo::append(PartPtr part, std::vector<uint8_t> bytes, std::function<void(PartProgress)> done) {
   submit([part = std::move(part), bytes = std::move(bytes), done = std::move(done)]() -> std::function<void()> {
     PartProgress& p = part->progress;
-    if (!p.error && write_all(part->fd, bytes.data(), bytes.size(), p.error)) {
-      EVP_DigestUpdate(part->sha, bytes.data(), bytes.size());
-      p.written += bytes.size();
-      if (p.written - p.synced >= part->sync_bytes) sync_part(*part);
+    // Synced at every multiple of sync_bytes (§9): the durable offsets a resume gets.
+    const uint8_t* data = bytes.data();
+    size_t left = bytes.size();
+    while (left > 0 && !p.error) {
+      const uint64_t boundary = (p.written / part->sync_bytes + 1) * part->sync_bytes;
+      const size_t n = static_cast<size_t>(std::min<uint64_t>(left, boundary - p.written));
+      if (!write_all(part->fd, data, n, p.error)) break;
+      EVP_DigestUpdate(part->sha, data, n);
+      p.written += n;
+      data += n;
+      left -= n;
+      if (p.written == boundary) sync_part(*part);
     }
     return [done, p] { done(p); };
   });

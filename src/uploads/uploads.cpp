@@ -390,7 +390,7 @@ void Uploads::save(Key& k, bool durable, std::function<void(int)> done) {
   disk_->save(record_path(k.rec.key), encode_record(k.rec), durable, std::move(done));
 }
 
-void Uploads::drop_key(const std::string& key) {
+void Uploads::drop_key(std::string key) {
   disk_->remove({part_path(key), record_path(key)}, {});
   keys_.erase(key);
 }
@@ -614,7 +614,7 @@ void Uploads::open_part(const std::string& key, std::shared_ptr<UploadPeer> peer
 }
 
 // Every byte is durable (§3.3): check the hash, then the route.
-void Uploads::complete(const std::string& key, std::shared_ptr<UploadPeer> peer, std::string sha256) {
+void Uploads::complete(std::string key, std::shared_ptr<UploadPeer> peer, std::string sha256) {
   auto it = keys_.find(key);
   if (it == keys_.end()) return;
   Key& k = *it->second;
@@ -766,7 +766,7 @@ void Uploads::next_push(const std::string& device) {
 }
 
 // Status 9 after the raw phase (or 9 from a push): the bytes stay under the key.
-void Uploads::fail(const std::string& key, const std::shared_ptr<UploadPeer>& peer, Status status,
+void Uploads::fail(std::string key, const std::shared_ptr<UploadPeer>& peer, Status status,
                    std::string detail, bool close) {
   auto it = keys_.find(key);
   if (it == keys_.end()) return;
@@ -788,7 +788,7 @@ void Uploads::fail(const std::string& key, const std::shared_ptr<UploadPeer>& pe
          status, close);
 }
 
-void Uploads::finish(const std::string& key, const std::shared_ptr<UploadPeer>& peer, std::string line, Status status,
+void Uploads::finish(std::string key, const std::shared_ptr<UploadPeer>& peer, std::string line, Status status,
                      bool close) {
   // Counted by (app, route) when the key is still known; a deleted key's were counted by its caller.
   if (auto it = keys_.find(key); it != keys_.end())

@@ -95,17 +95,17 @@ class Uploads : public StreamRequestHandler {
   void begin_resume(Key& k, const StreamRequest& req, std::shared_ptr<UploadPeer> peer, uint64_t grant);
   void open_part(const std::string& key, std::shared_ptr<UploadPeer> peer, uint64_t grant, uint32_t bufsize,
                  bool resumed);
-  void complete(const std::string& key, std::shared_ptr<UploadPeer> peer, std::string sha256);
+  void complete(std::string key, std::shared_ptr<UploadPeer> peer, std::string sha256);
   void install(const std::string& key, std::shared_ptr<UploadPeer> peer);
   void queue_push(const std::string& key, std::shared_ptr<UploadPeer> peer);
   void next_push(const std::string& device);
-  void finish(const std::string& key, const std::shared_ptr<UploadPeer>& peer, std::string line, Status status,
+  void finish(std::string key, const std::shared_ptr<UploadPeer>& peer, std::string line, Status status,
               bool close);
-  void fail(const std::string& key, const std::shared_ptr<UploadPeer>& peer, Status status, std::string detail,
+  void fail(std::string key, const std::shared_ptr<UploadPeer>& peer, Status status, std::string detail,
             bool close);
   void session_ended(const std::string& key);
   void save(Key& k, bool durable, std::function<void(int)> done = {});
-  void drop_key(const std::string& key);
+  void drop_key(std::string key);
   void sweep();
   void schedule_sweep();
   void check_shutdown();
