@@ -134,6 +134,16 @@ void print_status(const std::string& json) {
                   *s(rs, "last_error") ? "  last error: " : "", s(rs, "last_error"));
     }
   }
+  if (d.HasMember("uploads") && d["uploads"].IsObject()) {
+    const auto& up = d["uploads"];
+    if (u(up, "keys") || (up.HasMember("active") && up["active"].IsArray() && !up["active"].Empty())) {
+      std::printf("uploads  keys %lu  spool %lu bytes  expired %lu\n", u(up, "keys"), u(up, "spool_bytes"),
+                  u(up, "expired"));
+      for (const auto& a : up["active"].GetArray())
+        std::printf("upload   %-16s %s %s  %lu/%lu bytes\n", s(a, "app"), s(a, "route"), s(a, "key"), u(a, "bytes"),
+                    u(a, "total"));
+    }
+  }
   const auto& ac = d["actions"];
   std::printf("actions  in flight %lu  received %lu  completed %lu  failed %lu  timed out %lu  unknown %lu  late %lu\n",
               u(ac, "in_flight"), u(ac, "received"), u(ac, "completed"), u(ac, "failed"), u(ac, "timed_out"),

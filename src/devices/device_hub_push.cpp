@@ -30,6 +30,7 @@ std::shared_ptr<void> DeviceHub::push_file(const uploads::PushJob& job, uploads:
       auto dev = weak.lock();
       if (!dev || dev->push_id != id) return;  // abandoned meanwhile
       dev->push_id = 0;
+      if (dev->push) dev->push_restarts += dev->push->restarts_used();
       dev->push.reset();
       ++(ok ? dev->pushes_ok : dev->pushes_failed);
       if (cb) cb(ok, detail);

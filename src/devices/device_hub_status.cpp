@@ -115,6 +115,13 @@ void DeviceHub::write_status(JsonObject& devices) const {
             .u64("requests_timeout", d.requests_timeout)
             .u64("requests_offline", d.requests_offline);
       });
+      // x-stream uploads pushed to the device (xstream.md §7.3).
+      o.object("pushes", [&](JsonObject& j) {
+        j.boolean("running", d.push != nullptr)
+            .u64("ok", d.pushes_ok)
+            .u64("failed", d.pushes_failed)
+            .u64("restarts", d.push_restarts + (d.push ? d.push->restarts_used() : 0));
+      });
       o.object("subscriptions", [&](JsonObject& j) {
         const DeviceSubscriptionsCounters& pc = d.subs.counters();
         j.u64("users", d.subs.user_count())
