@@ -558,7 +558,8 @@ std::vector<AppServer::AppInfo> AppServer::apps() const {
     asio::error_code ec;
     uint16_t port = app->acceptor ? app->acceptor->local_endpoint(ec).port() : app->config.port;
     out.push_back({name, app->config.bind, port, app->acceptor != nullptr, app->bind_error, app->session != nullptr,
-                   app->since_ms, app->pending.size(), app->counters});
+                   app->since_ms, app->pending.size(), app->counters, app->config.upload_port, app->upload_bind_error,
+                   app->upload_sessions.size()});
   }
   return out;
 }

@@ -230,6 +230,11 @@ rapidjson::Document Daemon::status_document() const {
             .u64("pauses", c.pauses)
             .u64("reports_dropped", c.reports_dropped)
             .u64("bind_failures", c.bind_failures)
+            .u64("upload_port", app.upload_port)
+            .str("upload_last_error", app.upload_bind_error)
+            .u64("upload_connections", app.upload_connections)
+            .u64("upload_connects", c.upload_connects)
+            .u64("upload_refused", c.upload_refused)
             .object("errors", [&](JsonObject& e) {
               for (size_t i = 0; i < c.errors.size(); ++i)
                 if (c.errors[i]) e.u64(to_string(static_cast<AppErrorCode>(i)), c.errors[i]);

@@ -87,6 +87,9 @@ class AppServer {
     std::optional<uint64_t> since_ms;
     size_t pending_actions;
     AppCounters counters;
+    uint16_t upload_port = 0;       // 0: none configured
+    std::string upload_bind_error;  // why the upload port is not open (tried again at a reload)
+    size_t upload_connections = 0;
   };
   std::vector<AppInfo> apps() const;
 
