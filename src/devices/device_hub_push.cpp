@@ -1,5 +1,5 @@
 // DeviceHub: pushing x-stream uploads to a device (spec/xstream.md §7.3) with a
-// DevicePush on the device's link. One push per device at a time (Uploads queues them).
+// DevicePush on the device's link. One push per device at a time (UploadStore queues them).
 
 #include "device_hub_state.hpp"
 

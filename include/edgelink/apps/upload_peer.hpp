@@ -1,7 +1,7 @@
 #pragma once
 // The seam between an app connection and x-stream uploads (spec/xstream.md §2–§3): the
 // connection recognises nothing but "a line that may be a stream request"; the upload
-// side (uploads::Uploads) answers it and, when it grants bytes, receives exactly that
+// side (uploads::UploadStore) answers it and, when it grants bytes, receives exactly that
 // many raw bytes before the connection reads JSON lines again.
 
 #include <cstdint>

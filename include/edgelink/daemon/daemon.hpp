@@ -29,7 +29,7 @@
 #include "edgelink/outbox/disk_spool.hpp"
 #include "edgelink/outbox/outbox.hpp"
 #include "edgelink/streams/stream_batcher.hpp"
-#include "edgelink/uploads/uploads.hpp"
+#include "edgelink/uploads/upload_store.hpp"
 #include "edgelink/util/deadline_timer.hpp"
 #include "edgelink/util/log.hpp"
 
@@ -115,7 +115,7 @@ class Daemon : public AppSink {
   AppServer app_server_;
   MqttLink link_;
   devices::DeviceHub devices_;  // [devices.*] and their [rtstreams.*]
-  uploads::Uploads uploads_;     // x-stream uploads of the apps (before app_server_ closes)
+  uploads::UploadStore uploads_;     // x-stream uploads of the apps (before app_server_ closes)
   StatusServer status_server_;
   rtio::RtioServer rtio_;  // [rtio]: RTIO SDK devices connect here
   http::DeviceRouter device_router_;  // devices_ and rtio_, for the HTTP API

@@ -1,4 +1,4 @@
-#include "edgelink/uploads/uploads.hpp"
+#include "edgelink/uploads/upload_store.hpp"
 
 #include <sys/statvfs.h>
 #include <unistd.h>
@@ -21,9 +21,9 @@ using Writer = rapidjson::Writer<rapidjson::StringBuffer>;
 std::string errno_text(int error) { return std::error_code(error, std::generic_category()).message(); }
 }  // namespace
 
-struct Uploads::Key {
+struct UploadStore::Key {
   KeyRecord rec;
-  std::shared_ptr<Session> session;  // negotiating or in its raw phase
+  std::shared_ptr<UploadSession> session;  // negotiating or in its raw phase
   std::shared_ptr<void> push;        // the device push running
   std::weak_ptr<UploadPeer> peer;    // who gets the final reply after the raw phase
   bool negotiating = false;
@@ -37,9 +37,9 @@ struct Uploads::Key {
 };
 
 // One raw phase (§3.2) on one connection.
-class Uploads::Session : public RawReceiver, public std::enable_shared_from_this<Session> {
+class UploadStore::UploadSession : public RawReceiver, public std::enable_shared_from_this<UploadSession> {
  public:
-  Session(Uploads& owner, Key& key, std::shared_ptr<UploadPeer> peer, uint64_t to_send, Millis idle)
+  UploadSession(UploadStore& owner, Key& key, std::shared_ptr<UploadPeer> peer, uint64_t to_send, Millis idle)
       : owner_(owner), key_(key.rec.key), peer_(peer), to_send_(to_send), idle_timeout_(idle),
         idle_(owner.io_), alive_(owner.alive_), step_(progress_step(key.rec.offset, key.rec.total)) {}
 
@@ -141,7 +141,7 @@ class Uploads::Session : public RawReceiver, public std::enable_shared_from_this
     });
   }
 
-  static void owner_session_ended(Session& s, Key& k) {
+  static void owner_session_ended(UploadSession& s, Key& k) {
     if (k.session.get() == &s) k.session.reset();
     k.reserved_end = 0;
   }
@@ -188,7 +188,7 @@ class Uploads::Session : public RawReceiver, public std::enable_shared_from_this
     });
   }
 
-  Uploads& owner_;
+  UploadStore& owner_;
   std::string key_;
   std::weak_ptr<UploadPeer> peer_;
   uint64_t to_send_;
@@ -201,20 +201,20 @@ class Uploads::Session : public RawReceiver, public std::enable_shared_from_this
   bool ended_ = false;
 };
 
-Uploads::Uploads(asio::io_context& io, const Config& config, UploadsCallbacks callbacks)
+UploadStore::UploadStore(asio::io_context& io, const Config& config, UploadsCallbacks callbacks)
     : io_(io), config_(config), callbacks_(std::move(callbacks)),
       dir_((std::filesystem::path(config.persistence_path) / "xstream").string()),
       disk_(std::make_unique<UploadIo>(io)), sweep_timer_(io) {}
 
-Uploads::~Uploads() {
+UploadStore::~UploadStore() {
   sweep_timer_.cancel();
   disk_.reset();  // joins the worker before the keys it may still refer to go
 }
 
-std::string Uploads::part_path(const std::string& key) const { return dir_ + "/" + key + ".part"; }
-std::string Uploads::record_path(const std::string& key) const { return dir_ + "/" + key + ".json"; }
+std::string UploadStore::part_path(const std::string& key) const { return dir_ + "/" + key + ".part"; }
+std::string UploadStore::record_path(const std::string& key) const { return dir_ + "/" + key + ".json"; }
 
-const UploadRouteConfig* Uploads::route_of(const std::string& app, const std::string& route) const {
+const UploadRouteConfig* UploadStore::route_of(const std::string& app, const std::string& route) const {
   auto it = config_.tcpapps.find(app);
   if (it == config_.tcpapps.end()) return nullptr;
   for (const auto& r : it->second.upload_routes)
@@ -222,7 +222,7 @@ const UploadRouteConfig* Uploads::route_of(const std::string& app, const std::st
   return nullptr;
 }
 
-size_t Uploads::active_of(const std::string& app) const {
+size_t UploadStore::active_of(const std::string& app) const {
   size_t n = 0;
   for (const auto& [key, k] : keys_)
     if (k->rec.app == app && (k->session || k->negotiating)) ++n;
@@ -231,20 +231,20 @@ size_t Uploads::active_of(const std::string& app) const {
 
 // §1: unfinished uploads count against max_spool_bytes; a raw phase counts what it was
 // granted, so two uploads cannot both be promised the same room.
-uint64_t Uploads::spool_used() const {
+uint64_t UploadStore::spool_used() const {
   uint64_t used = 0;
   for (const auto& [key, k] : keys_)
     if (k->rec.state != KeyState::Done) used += std::max(k->rec.offset, k->reserved_end);
   return used;
 }
 
-uint64_t Uploads::free_bytes() const {
+uint64_t UploadStore::free_bytes() const {
   struct statvfs st {};
   if (::statvfs(dir_.c_str(), &st) != 0) return 0;
   return static_cast<uint64_t>(st.f_bavail) * st.f_frsize;
 }
 
-std::vector<std::string> Uploads::start() {
+std::vector<std::string> UploadStore::start() {
   std::error_code ec;
   std::filesystem::create_directories(dir_, ec);
   if (ec) return {"cannot create the upload spool " + dir_ + ": " + ec.message()};
@@ -310,9 +310,9 @@ std::vector<std::string> Uploads::start() {
   return {};
 }
 
-void Uploads::reload(const Config& config) { config_ = config; }
+void UploadStore::reload(const Config& config) { config_ = config; }
 
-void Uploads::shutdown(std::function<void()> done) {
+void UploadStore::shutdown(std::function<void()> done) {
   stopping_ = true;
   sweep_timer_.cancel();
   for (auto& [device, queue] : push_queue_) queue.clear();
@@ -326,7 +326,7 @@ void Uploads::shutdown(std::function<void()> done) {
 }
 
 // The final replies of the raw phases follow their fdatasync and record on the worker.
-void Uploads::check_shutdown() {
+void UploadStore::check_shutdown() {
   if (!shutdown_done_) return;
   const bool waiting = replies_pending_ > 0 ||
                        std::any_of(keys_.begin(), keys_.end(), [](const auto& k) { return k.second->session != nullptr; });
@@ -341,7 +341,7 @@ void Uploads::check_shutdown() {
   done();
 }
 
-void Uploads::schedule_sweep() {
+void UploadStore::schedule_sweep() {
   sweep_timer_.expires_after(kSweepInterval);
   sweep_timer_.async_wait([this](asio::error_code ec) {
     if (ec || stopping_) return;
@@ -351,7 +351,7 @@ void Uploads::schedule_sweep() {
 }
 
 // §9: a key expires key_ttl after its last activity; its files go and the cloud hears.
-void Uploads::sweep() {
+void UploadStore::sweep() {
   const uint64_t now = unix_ms();
   const uint64_t ttl = static_cast<uint64_t>(config_.xstream.key_ttl.count());
   // Records on disk that start() left for this (expired before the start).
@@ -386,16 +386,16 @@ void Uploads::sweep() {
   }
 }
 
-void Uploads::save(Key& k, bool durable, std::function<void(int)> done) {
+void UploadStore::save(Key& k, bool durable, std::function<void(int)> done) {
   disk_->save(record_path(k.rec.key), encode_record(k.rec), durable, std::move(done));
 }
 
-void Uploads::drop_key(std::string key) {
+void UploadStore::drop_key(std::string key) {
   disk_->remove({part_path(key), record_path(key)}, {});
   keys_.erase(key);
 }
 
-void Uploads::refuse(UploadPeer& peer, const Refusal& refusal, const std::string& app, const std::string& route) {
+void UploadStore::refuse(UploadPeer& peer, const Refusal& refusal, const std::string& app, const std::string& route) {
   if (route_of(app, route)) ++counters_[{app, route}].by_status[static_cast<size_t>(refusal.status)];
   log::limited(limiter_, app + "-refused-" + std::to_string(static_cast<int>(refusal.status)), LogLevel::Info, kLog,
                app, ": stream request refused: ", to_string(refusal.status),
@@ -404,7 +404,7 @@ void Uploads::refuse(UploadPeer& peer, const Refusal& refusal, const std::string
   peer.answered(peer.upload_pending());
 }
 
-bool Uploads::on_stream_request(const std::string& app, std::string_view line, bool upload_port,
+bool UploadStore::on_stream_request(const std::string& app, std::string_view line, bool upload_port,
                                 std::shared_ptr<UploadPeer> peer) {
   (void)upload_port;
   auto it = config_.tcpapps.find(app);
@@ -478,7 +478,7 @@ bool Uploads::on_stream_request(const std::string& app, std::string_view line, b
   return true;
 }
 
-void Uploads::begin_new(const std::string& app, const StreamRequest& req, std::shared_ptr<UploadPeer> peer,
+void UploadStore::begin_new(const std::string& app, const StreamRequest& req, std::shared_ptr<UploadPeer> peer,
                         uint64_t grant) {
   auto k = std::make_unique<Key>();
   KeyRecord& r = k->rec;
@@ -520,7 +520,7 @@ void Uploads::begin_new(const std::string& app, const StreamRequest& req, std::s
   });
 }
 
-void Uploads::begin_resume(Key& k, const StreamRequest& req, std::shared_ptr<UploadPeer> peer, uint64_t grant) {
+void UploadStore::begin_resume(Key& k, const StreamRequest& req, std::shared_ptr<UploadPeer> peer, uint64_t grant) {
   k.negotiating = true;
   k.rec.last_activity = unix_ms();
   k.reserved_end = k.rec.offset + grant;
@@ -555,7 +555,7 @@ void Uploads::begin_resume(Key& k, const StreamRequest& req, std::shared_ptr<Upl
   }
 }
 
-void Uploads::open_part(const std::string& key, std::shared_ptr<UploadPeer> peer, uint64_t grant, uint32_t bufsize,
+void UploadStore::open_part(const std::string& key, std::shared_ptr<UploadPeer> peer, uint64_t grant, uint32_t bufsize,
                         bool resumed) {
   Key& k = *keys_.at(key);
   disk_->open(part_path(key), k.rec.offset, config_.xstream.sync_bytes,
@@ -605,7 +605,7 @@ void Uploads::open_part(const std::string& key, std::shared_ptr<UploadPeer> peer
                   });
                   return;
                 }
-                auto session = std::make_shared<Session>(*this, k, peer, grant, config_.xstream.raw_idle_timeout);
+                auto session = std::make_shared<UploadSession>(*this, k, peer, grant, config_.xstream.raw_idle_timeout);
                 k.session = session;
                 k.peer = peer;
                 session->start();
@@ -614,7 +614,7 @@ void Uploads::open_part(const std::string& key, std::shared_ptr<UploadPeer> peer
 }
 
 // Every byte is durable (§3.3): check the hash, then the route.
-void Uploads::complete(std::string key, std::shared_ptr<UploadPeer> peer, std::string sha256) {
+void UploadStore::complete(std::string key, std::shared_ptr<UploadPeer> peer, std::string sha256) {
   auto it = keys_.find(key);
   if (it == keys_.end()) return;
   Key& k = *it->second;
@@ -649,7 +649,7 @@ void Uploads::complete(std::string key, std::shared_ptr<UploadPeer> peer, std::s
 }
 
 // §7.1: renamed into place, atomically, the directory synced.
-void Uploads::install(const std::string& key, std::shared_ptr<UploadPeer> peer) {
+void UploadStore::install(const std::string& key, std::shared_ptr<UploadPeer> peer) {
   Key& k = *keys_.at(key);
   k.installing = true;
   disk_->install(part_path(key), k.rec.dir, k.rec.name,
@@ -687,7 +687,7 @@ void Uploads::install(const std::string& key, std::shared_ptr<UploadPeer> peer) 
                  });
 }
 
-void Uploads::queue_push(const std::string& key, std::shared_ptr<UploadPeer> peer) {
+void UploadStore::queue_push(const std::string& key, std::shared_ptr<UploadPeer> peer) {
   Key& k = *keys_.at(key);
   k.peer = peer;
   k.queued = true;
@@ -696,7 +696,7 @@ void Uploads::queue_push(const std::string& key, std::shared_ptr<UploadPeer> pee
 }
 
 // §7.3: one push per device at a time.
-void Uploads::next_push(const std::string& device) {
+void UploadStore::next_push(const std::string& device) {
   auto& queue = push_queue_[device];
   while (!queue.empty() && !stopping_) {
     const std::string key = queue.front();
@@ -766,7 +766,7 @@ void Uploads::next_push(const std::string& device) {
 }
 
 // Status 9 after the raw phase (or 9 from a push): the bytes stay under the key.
-void Uploads::fail(std::string key, const std::shared_ptr<UploadPeer>& peer, Status status,
+void UploadStore::fail(std::string key, const std::shared_ptr<UploadPeer>& peer, Status status,
                    std::string detail, bool close) {
   auto it = keys_.find(key);
   if (it == keys_.end()) return;
@@ -788,7 +788,7 @@ void Uploads::fail(std::string key, const std::shared_ptr<UploadPeer>& peer, Sta
          status, close);
 }
 
-void Uploads::finish(std::string key, const std::shared_ptr<UploadPeer>& peer, std::string line, Status status,
+void UploadStore::finish(std::string key, const std::shared_ptr<UploadPeer>& peer, std::string line, Status status,
                      bool close) {
   // Counted by (app, route) when the key is still known; a deleted key's were counted by its caller.
   if (auto it = keys_.find(key); it != keys_.end())
@@ -798,7 +798,7 @@ void Uploads::finish(std::string key, const std::shared_ptr<UploadPeer>& peer, s
   peer->upload_done(close);
 }
 
-void Uploads::progress(Key& k, const std::shared_ptr<UploadPeer>& peer, const char* phase, uint64_t bytes, int& step) {
+void UploadStore::progress(Key& k, const std::shared_ptr<UploadPeer>& peer, const char* phase, uint64_t bytes, int& step) {
   const int reached = progress_step(bytes, k.rec.total);
   while (step < reached) {
     ++step;
@@ -814,7 +814,7 @@ void Uploads::progress(Key& k, const std::shared_ptr<UploadPeer>& peer, const ch
   }
 }
 
-void Uploads::point(const Key& k, const char* state, uint64_t bytes, const Extra& extra) {
+void UploadStore::point(const Key& k, const char* state, uint64_t bytes, const Extra& extra) {
   if (!callbacks_.point) return;
   rapidjson::StringBuffer buf;
   Writer w(buf);
@@ -849,7 +849,7 @@ void Uploads::point(const Key& k, const char* state, uint64_t bytes, const Extra
     log::limited(limiter_, "uploads-point", LogLevel::Warn, kLog, "an uploads point was refused (stream limit)");
 }
 
-void Uploads::write_status(JsonObject& out) const {
+void UploadStore::write_status(JsonObject& out) const {
   auto& a = out.allocator();
   rapidjson::Value active(rapidjson::kArrayType);
   std::map<std::string, uint64_t> by_state;

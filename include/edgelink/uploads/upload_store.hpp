@@ -1,7 +1,9 @@
 #pragma once
-// x-stream uploads (spec/xstream.md): the stream requests of every app, their raw
-// phases, the keys and their durable bytes, and what happens to a complete upload
-// (a file route installs the file; a device route pushes it to a RICREST device).
+// UploadStore: x-stream uploads (spec/xstream.md): the stream requests of every app, the
+// keys and their durable bytes, and what happens to a complete upload (a file route
+// installs the file; a device route pushes it to a RICREST device). One UploadSession
+// (upload_store.cpp) is one raw phase on one connection: it hands the bytes to UploadIo
+// and ends in the final reply, a partial, or an interruption.
 //
 //  * Negotiation (§3): parse_stream_request() checks route, syntax and size; here come
 //    the key (5), concurrency (8) and space (4). A new key's record is durable before the
@@ -58,12 +60,12 @@ inline constexpr std::chrono::seconds kSweepInterval{60};
 // SIGTERM: how long the raw phases may take to sync and answer.
 inline constexpr std::chrono::seconds kShutdownWait{3};
 
-class Uploads : public StreamRequestHandler {
+class UploadStore : public StreamRequestHandler {
  public:
-  Uploads(asio::io_context& io, const Config& config, UploadsCallbacks callbacks);
-  ~Uploads() override;
-  Uploads(const Uploads&) = delete;
-  Uploads& operator=(const Uploads&) = delete;
+  UploadStore(asio::io_context& io, const Config& config, UploadsCallbacks callbacks);
+  ~UploadStore() override;
+  UploadStore(const UploadStore&) = delete;
+  UploadStore& operator=(const UploadStore&) = delete;
 
   // Reads the spool (<persistence_path>/xstream): expired keys go, part files are cut to
   // their recorded offset, files without a record are deleted, unfinished device pushes
@@ -83,7 +85,7 @@ class Uploads : public StreamRequestHandler {
   void write_status(JsonObject& uploads) const;
 
  private:
-  class Session;
+  class UploadSession;
   struct Key;
   struct RouteCounters {
     uint64_t bytes = 0;  // raw bytes written to the spool
