@@ -574,7 +574,8 @@ def test_jwt(http_rig, workdir):
     rejected(call(header=f"Authorization: bearer {good}"), b"Invalid Authorization header\n")
     rejected(call(signer.token({"sub": "mcu2", "exp": now + 300})), b"JWT subject invalid\n")
     rejected(call(signer.token({"sub": "mcu1", "exp": now - 11})), b"Invalid or expired JWT\n")
-    assert json.loads(call(signer.token({"sub": "mcu1", "exp": int(time.time()) - 5}))[2])["code"] == "OK"  # inside the 10 s leeway, with room for a slow call
+    # Inside the 10 s leeway, with room for a slow call.
+    assert json.loads(call(signer.token({"sub": "mcu1", "exp": int(time.time()) - 5}))[2])["code"] == "OK"
     rejected(call(signer.token({"sub": "mcu1"})), b"Invalid or expired JWT\n")
     rejected(call(signer.token({"sub": "mcu1", "exp": now + 300}, {"alg": "HS256", "typ": "JWT"})),
              b"Invalid or expired JWT\n")
