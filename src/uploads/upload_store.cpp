@@ -871,7 +871,9 @@ void UploadStore::write_status(JsonObject& out) const {
   });
   out.u64("expired", expired_);
   out.object("apps", [&](JsonObject& apps) {
-    for (const auto& [name, app] : config_.tcpapps) {
+    for (const auto& entry : config_.tcpapps) {  // clang 14: no structured bindings in the lambdas below
+      const std::string& name = entry.first;
+      const AppConfig& app = entry.second;
       if (app.upload_routes.empty()) continue;
       apps.object(name, [&](JsonObject& o) {
         o.u64("active", active_by_app[name]);
