@@ -96,10 +96,12 @@ std::variant<XStreamValue, Status> parse_xstream_value(std::string_view text) {
   // 2^63: no file or budget comes near it, and it keeps every sum below 2^64.
   const auto total = digits(total_text, uint64_t{1} << 63, too_big);
   if (!total) {
-    // Too many digits counts as too large only when the rest is well formed.
-    if (too_big && (colon == std::string_view::npos || digits(text.substr(colon + 1), kMaxRequestBufsize, too_big)))
-      return Status::TooLarge;
-    return Status::BadRequest;
+    // Too many digits counts as too large only when the rest is well formed (fields come
+    // before size in the order of checks, §3).
+    if (!too_big) return Status::BadRequest;
+    if (colon == std::string_view::npos) return Status::TooLarge;
+    const auto bufsize = digits(text.substr(colon + 1), kMaxRequestBufsize, too_big);
+    return bufsize && *bufsize > 0 ? Status::TooLarge : Status::BadRequest;
   }
   if (*total == 0) return Status::BadRequest;
   XStreamValue v;
