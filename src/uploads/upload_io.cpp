@@ -10,19 +10,35 @@
 #include <cstring>
 #include <algorithm>
 #include <filesystem>
+#include <stdexcept>
+#include <utility>
 
 namespace edgelink::uploads {
 
 struct PartFile {
   int fd = -1;
-  EVP_MD_CTX* sha = nullptr;
   uint64_t sync_bytes = 1 << 20;
   PartProgress progress;
   ~PartFile() {
     if (fd >= 0) ::close(fd);
-    if (sha) EVP_MD_CTX_free(sha);
   }
 };
+
+Sha256::Sha256() : ctx_(EVP_MD_CTX_new()) {
+  if (!ctx_ || EVP_DigestInit_ex(static_cast<EVP_MD_CTX*>(ctx_), EVP_sha256(), nullptr) != 1)
+    throw std::runtime_error("libcrypto cannot make a SHA-256 context");
+}
+Sha256::~Sha256() {
+  if (ctx_) EVP_MD_CTX_free(static_cast<EVP_MD_CTX*>(ctx_));
+}
+Sha256::Sha256(Sha256&& other) noexcept : ctx_(std::exchange(other.ctx_, nullptr)) {}
+Sha256& Sha256::operator=(Sha256&& other) noexcept {
+  std::swap(ctx_, other.ctx_);
+  return *this;
+}
+void Sha256::update(const uint8_t* data, size_t len) {
+  if (ctx_ && len) EVP_DigestUpdate(static_cast<EVP_MD_CTX*>(ctx_), data, len);
+}
 
 namespace {
 
@@ -122,6 +138,18 @@ std::string copy_across(const std::string& from, const std::string& to) {
 
 }  // namespace
 
+std::string Sha256::hex() const {
+  if (!ctx_) return {};
+  EVP_MD_CTX* copy = EVP_MD_CTX_new();
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  std::string out;
+  if (copy && EVP_MD_CTX_copy_ex(copy, static_cast<EVP_MD_CTX*>(ctx_)) == 1 && EVP_DigestFinal_ex(copy, md, &len) == 1)
+    out = edgelink::uploads::hex(md, len);
+  EVP_MD_CTX_free(copy);
+  return out;
+}
+
 UploadIo::UploadIo(asio::io_context& io) : io_(io), thread_([this] { loop(); }) {}
 
 UploadIo::~UploadIo() {
@@ -157,10 +185,11 @@ void UploadIo::loop() {
 }
 
 void UploadIo::open(std::string path, uint64_t offset, uint64_t sync_bytes,
-                    std::function<void(PartPtr, int)> done) {
+                    std::function<void(PartPtr, Sha256, int)> done) {
   submit([path = std::move(path), offset, sync_bytes, done = std::move(done)]() -> std::function<void()> {
     auto part = std::make_shared<PartFile>();
     part->sync_bytes = sync_bytes;
+    auto sha = std::make_shared<Sha256>();
     int error = 0;
     part->fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0640);
     if (part->fd < 0) error = errno;
@@ -168,8 +197,6 @@ void UploadIo::open(std::string path, uint64_t offset, uint64_t sync_bytes,
     if (!error && ::fstat(part->fd, &st) != 0) error = errno;
     if (!error && static_cast<uint64_t>(st.st_size) < offset) error = EIO;
     if (!error && ::ftruncate(part->fd, static_cast<off_t>(offset)) != 0) error = errno;
-    part->sha = EVP_MD_CTX_new();
-    if (!error && (!part->sha || EVP_DigestInit_ex(part->sha, EVP_sha256(), nullptr) != 1)) error = ENOMEM;
     // §9: after a resume the durable prefix is read again for the hash.
     std::vector<uint8_t> buf(1 << 20);
     uint64_t pos = 0;
@@ -181,13 +208,13 @@ void UploadIo::open(std::string path, uint64_t offset, uint64_t sync_bytes,
         error = n < 0 ? errno : EIO;
         break;
       }
-      EVP_DigestUpdate(part->sha, buf.data(), static_cast<size_t>(n));
+      sha->update(buf.data(), static_cast<size_t>(n));
       pos += static_cast<uint64_t>(n);
     }
     if (!error && ::lseek(part->fd, static_cast<off_t>(offset), SEEK_SET) < 0) error = errno;
     part->progress.written = part->progress.synced = offset;
     if (error) part.reset();
-    return [done, part, error] { done(part, error); };
+    return [done, part, sha, error] { done(part, std::move(*sha), error); };
   });
 }
 
@@ -201,7 +228,6 @@ void UploadIo::append(PartPtr part, std::vector<uint8_t> bytes, std::function<vo
       const uint64_t boundary = (p.written / part->sync_bytes + 1) * part->sync_bytes;
       const size_t n = static_cast<size_t>(std::min<uint64_t>(left, boundary - p.written));
       if (!write_all(part->fd, data, n, p.error)) break;
-      EVP_DigestUpdate(part->sha, data, n);
       p.written += n;
       data += n;
       left -= n;
@@ -211,20 +237,10 @@ void UploadIo::append(PartPtr part, std::vector<uint8_t> bytes, std::function<vo
   });
 }
 
-void UploadIo::finish(PartPtr part, std::function<void(PartProgress, std::string)> done) {
+void UploadIo::finish(PartPtr part, std::function<void(PartProgress)> done) {
   submit([part = std::move(part), done = std::move(done)]() -> std::function<void()> {
     sync_part(*part);
-    std::string sha;
-    if (!part->progress.error) {
-      // A copy of the context: the part may take more bytes afterwards (a partial grant).
-      EVP_MD_CTX* copy = EVP_MD_CTX_new();
-      unsigned char md[EVP_MAX_MD_SIZE];
-      unsigned int len = 0;
-      if (copy && EVP_MD_CTX_copy_ex(copy, part->sha) == 1 && EVP_DigestFinal_ex(copy, md, &len) == 1)
-        sha = hex(md, len);
-      EVP_MD_CTX_free(copy);
-    }
-    return [done, p = part->progress, sha] { done(p, sha); };
+    return [done, p = part->progress] { done(p); };
   });
 }
 

@@ -33,6 +33,7 @@ struct UploadStore::Key {
   uint64_t written = 0;       // bytes in the part file (status)
   int device_step = 0;
   PartPtr part;
+  Sha256 hash;  // of the bytes received, updated as they arrive
   bool busy() const { return negotiating || session || push || queued || installing; }
 };
 
@@ -50,6 +51,7 @@ class UploadStore::UploadSession : public RawReceiver, public std::enable_shared
     Key* k = key();
     if (!k) return true;
     arm_idle();
+    k->hash.update(bytes.data(), bytes.size());
     received_ += bytes.size();
     queued_ += bytes.size();
     owner_.disk_->append(k->part, std::vector<uint8_t>(bytes.begin(), bytes.end()),
@@ -111,7 +113,7 @@ class UploadStore::UploadSession : public RawReceiver, public std::enable_shared
   void all_in(Key& k) {
     ended_ = true;
     idle_.cancel();
-    owner_.disk_->finish(k.part, [self = shared_from_this()](PartProgress p, std::string sha) {
+    owner_.disk_->finish(k.part, [self = shared_from_this()](PartProgress p) {
       Key* k = self->key();
       if (!k) return;
       auto peer = self->peer_.lock();
@@ -137,7 +139,7 @@ class UploadStore::UploadSession : public RawReceiver, public std::enable_shared
         });
         return;
       }
-      self->owner_.complete(k->rec.key, peer, std::move(sha));
+      self->owner_.complete(k->rec.key, peer, k->hash.hex());
     });
   }
 
@@ -559,7 +561,8 @@ void UploadStore::open_part(const std::string& key, std::shared_ptr<UploadPeer> 
                         bool resumed) {
   Key& k = *keys_.at(key);
   disk_->open(part_path(key), k.rec.offset, config_.xstream.sync_bytes,
-              [this, alive = std::weak_ptr<int>(alive_), key, peer, grant, bufsize, resumed](PartPtr part, int error) {
+              [this, alive = std::weak_ptr<int>(alive_), key, peer, grant, bufsize, resumed](PartPtr part, Sha256 prefix,
+                                                                                            int error) {
                 if (alive.expired()) return;
                 auto it = keys_.find(key);
                 if (it == keys_.end()) return;
@@ -575,6 +578,7 @@ void UploadStore::open_part(const std::string& key, std::shared_ptr<UploadPeer> 
                   return;
                 }
                 k.part = std::move(part);
+                k.hash = std::move(prefix);
                 k.written = k.rec.offset;
                 const uint64_t remaining = k.rec.total - k.rec.offset;
                 peer->send_line(negotiation_reply(key, grant, remaining, advised_bufsize(bufsize), k.rec.offset));
@@ -592,11 +596,12 @@ void UploadStore::open_part(const std::string& key, std::shared_ptr<UploadPeer> 
                 if (grant == 0) {
                   // A resume of a key whose bytes are all stored but not yet finished.
                   peer->answered(true);
-                  disk_->finish(k.part, [this, alive, key, peer](PartProgress p, std::string sha) {
+                  disk_->finish(k.part, [this, alive, key, peer](PartProgress p) {
                     if (alive.expired()) return;
                     auto it = keys_.find(key);
                     if (it == keys_.end()) return;
                     it->second->part.reset();
+                    std::string sha = it->second->hash.hex();
                     if (p.error) {
                       fail(key, peer, Status::Internal, "cannot sync the upload: " + errno_text(p.error), false);
                       return;

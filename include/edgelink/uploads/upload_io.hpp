@@ -3,10 +3,12 @@
 // event loop never waits for write(2), fdatasync(2) or a rename: every call queues a job
 // and its completion is posted back to the io_context, in call order.
 //
-// A PartFile is the bytes of one key being received: its descriptor, the SHA-256 of
-// everything written so far (computed as the bytes arrive, §9), and how much of it is
-// written and how much is durable (fdatasync'd). After open() it is touched only by
-// worker jobs, so it needs no lock.
+// A PartFile is the bytes of one key being received: its descriptor, and how much of it
+// is written and how much is durable (fdatasync'd). After open() it is touched only by
+// worker jobs, so it needs no lock. The SHA-256 (§9: computed as the bytes arrive) is
+// the caller's Sha256, updated on the event loop as bytes arrive, in parallel with the
+// worker's writes and syncs: on a 2-core gateway hashing on the worker would add its
+// time to every write.
 
 #include <condition_variable>
 #include <cstdint>
@@ -25,6 +27,23 @@ namespace edgelink::uploads {
 struct PartFile;
 using PartPtr = std::shared_ptr<PartFile>;
 
+// An incremental SHA-256 (libcrypto).
+class Sha256 {
+ public:
+  Sha256();
+  ~Sha256();
+  Sha256(Sha256&& other) noexcept;
+  Sha256& operator=(Sha256&& other) noexcept;
+  Sha256(const Sha256&) = delete;
+  Sha256& operator=(const Sha256&) = delete;
+  void update(const uint8_t* data, size_t len);
+  // Lowercase hex of everything so far; more may be added afterwards.
+  std::string hex() const;
+
+ private:
+  void* ctx_;  // EVP_MD_CTX
+};
+
 struct PartProgress {
   uint64_t written = 0;  // bytes in the file
   uint64_t synced = 0;   // bytes known durable
@@ -39,13 +58,14 @@ class UploadIo {
   UploadIo& operator=(const UploadIo&) = delete;
 
   // Opens `path` (created when missing), cuts it to `offset` bytes (a shorter file is an
-  // error: the record promised more than is there) and hashes that prefix again. The
-  // part fdatasyncs every `sync_bytes`.
-  void open(std::string path, uint64_t offset, uint64_t sync_bytes, std::function<void(PartPtr, int error)> done);
+  // error: the record promised more than is there) and hashes that prefix again (§9),
+  // for the caller to go on with. The part fdatasyncs at every multiple of `sync_bytes`.
+  void open(std::string path, uint64_t offset, uint64_t sync_bytes,
+            std::function<void(PartPtr, Sha256 prefix, int error)> done);
   // Writes at the end; fdatasync when sync_bytes more are written since the last one.
   void append(PartPtr part, std::vector<uint8_t> bytes, std::function<void(PartProgress)> done);
-  // fdatasync now, then the SHA-256 (lowercase hex) of every byte written.
-  void finish(PartPtr part, std::function<void(PartProgress, std::string sha256)> done);
+  // fdatasync now.
+  void finish(PartPtr part, std::function<void(PartProgress)> done);
   // fdatasync and close (a connection ended mid-way).
   void close(PartPtr part, std::function<void(PartProgress)> done);
 
