@@ -188,7 +188,7 @@ class AppSession : public std::enable_shared_from_this<AppSession>, public Uploa
     if (line.find_first_not_of(" \t\r") == std::string_view::npos) return;
     AppCounters& c = app_->counters;
     ++c.lines;
-    if (server_.uploads_ && line.find("x-stream") != std::string_view::npos) {
+    if (server_.uploads_ && may_be_stream_request(line)) {
       mode_before_ = mode_;
       mode_ = Mode::Negotiating;
       if (server_.uploads_->on_stream_request(app_->config.name, line, upload_port_, shared_from_this())) return;
@@ -391,22 +391,30 @@ void AppServer::open(App& app) {
   accept(app);
 }
 
+// Out of descriptors (EMFILE) and the like: accepting again at once would spin a core (the
+// connection stays in the backlog). Retry after a pause; the app is looked up again then,
+// since a reload may have removed or reopened it.
+void AppServer::accept_later(App& app, asio::ip::tcp::acceptor* acceptor, asio::error_code ec, bool upload) {
+  log::limited(limiter_, (upload ? "accept-upload-" : "accept-") + app.config.name, LogLevel::Warn, kLog,
+               app.config.name, upload ? ": upload port accept failed: " : ": accept failed: ", ec.message(),
+               "; retrying in 100 ms");
+  auto timer = std::make_shared<asio::steady_timer>(io_, std::chrono::milliseconds(100));
+  timer->async_wait([this, timer, acceptor, upload, name = app.config.name](asio::error_code wait_ec) {
+    if (wait_ec) return;
+    auto it = apps_.find(name);
+    if (it == apps_.end()) return;
+    App& a = *it->second;
+    if (upload && a.upload_acceptor.get() == acceptor) accept_upload(a);
+    if (!upload && a.acceptor.get() == acceptor) accept(a);
+  });
+}
+
 void AppServer::accept(App& app) {
   asio::ip::tcp::acceptor* acceptor = app.acceptor.get();
   acceptor->async_accept([this, &app, acceptor](asio::error_code ec, asio::ip::tcp::socket socket) {
     if (ec == asio::error::operation_aborted || app.acceptor.get() != acceptor) return;
     if (ec) {
-      // Out of descriptors (EMFILE) and the like: accepting again at once would spin a
-      // core (the connection stays in the backlog). Retry after a pause; the app is
-      // looked up again then, since a reload may have removed or reopened it.
-      log::limited(limiter_, "accept-" + app.config.name, LogLevel::Warn, kLog, app.config.name,
-                   ": accept failed: ", ec.message(), "; retrying in 100 ms");
-      auto timer = std::make_shared<asio::steady_timer>(io_, std::chrono::milliseconds(100));
-      timer->async_wait([this, timer, acceptor, name = app.config.name](asio::error_code wait_ec) {
-        if (wait_ec) return;
-        auto it = apps_.find(name);
-        if (it != apps_.end() && it->second->acceptor.get() == acceptor) accept(*it->second);
-      });
+      accept_later(app, acceptor, ec, false);
       return;
     } else {
       // Actions and error reports are small writes that must not wait for Nagle.
@@ -485,14 +493,7 @@ void AppServer::accept_upload(App& app) {
   acceptor->async_accept([this, &app, acceptor](asio::error_code ec, asio::ip::tcp::socket socket) {
     if (ec == asio::error::operation_aborted || app.upload_acceptor.get() != acceptor) return;
     if (ec) {
-      log::limited(limiter_, "accept-upload-" + app.config.name, LogLevel::Warn, kLog, app.config.name,
-                   ": upload port accept failed: ", ec.message(), "; retrying in 100 ms");
-      auto timer = std::make_shared<asio::steady_timer>(io_, std::chrono::milliseconds(100));
-      timer->async_wait([this, timer, acceptor, name = app.config.name](asio::error_code wait_ec) {
-        if (wait_ec) return;
-        auto it = apps_.find(name);
-        if (it != apps_.end() && it->second->upload_acceptor.get() == acceptor) accept_upload(*it->second);
-      });
+      accept_later(app, acceptor, ec, true);
       return;
     }
     if (app.upload_sessions.size() >= app.config.max_uploads) {

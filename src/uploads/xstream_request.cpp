@@ -116,7 +116,6 @@ std::variant<XStreamValue, Status> parse_xstream_value(std::string_view text) {
 
 uint32_t advised_bufsize(uint32_t requested) { return std::clamp<uint32_t>(requested, 512, 65536); }
 
-bool may_be_stream_request(std::string_view line) { return line.find("x-stream") != std::string_view::npos; }
 
 bool valid_key(std::string_view key) {
   return key.size() == 22 && std::all_of(key.begin(), key.end(), [](char ch) {
@@ -430,6 +429,8 @@ std::optional<KeyRecord> decode_record(std::string_view json) {
   text("path", r.path);
   text("detail", r.detail);
   if (!ok || !valid_key(r.key) || r.total == 0 || r.offset > r.total) return std::nullopt;
+  // A file record names the file it installs: the request's rules hold (no '/', no "..").
+  if (kind == "file" && !valid_file_name(r.name)) return std::nullopt;
   if (kind == "file")
     r.kind = UploadKind::File;
   else if (kind == "datastream")

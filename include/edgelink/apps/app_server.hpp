@@ -115,6 +115,7 @@ class AppServer {
   void accept(App& app);
   void open_upload_port(App& app);
   void accept_upload(App& app);
+  void accept_later(App& app, asio::ip::tcp::acceptor* acceptor, asio::error_code ec, bool upload);
   void drain(App& app);
 
   asio::io_context& io_;

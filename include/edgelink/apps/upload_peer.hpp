@@ -12,6 +12,12 @@
 
 namespace edgelink {
 
+// Cheap test before a JSON parse, on every app line: only a line that spells "x-stream"
+// or uses a \u escape (a key may be written "x\u002dstream") can be a stream request.
+inline bool may_be_stream_request(std::string_view line) {
+  return line.find("x-stream") != std::string_view::npos || line.find("\\u") != std::string_view::npos;
+}
+
 // One upload's receiving end of the raw phase.
 class RawReceiver {
  public:

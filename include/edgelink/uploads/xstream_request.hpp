@@ -11,6 +11,7 @@
 #include <variant>
 #include <vector>
 
+#include "edgelink/apps/upload_peer.hpp"
 #include "edgelink/config/config.hpp"
 
 namespace edgelink::uploads {
@@ -44,8 +45,8 @@ std::variant<XStreamValue, Status> parse_xstream_value(std::string_view text);
 // The bufsize a reply advises: the requested one clamped to 512..65536.
 uint32_t advised_bufsize(uint32_t requested);
 
-// Cheap test before a JSON parse: only a line that mentions "x-stream" can be one.
-bool may_be_stream_request(std::string_view line);
+// may_be_stream_request(line), the cheap test before a JSON parse, is in
+// apps/upload_peer.hpp: the app connection uses it on every line.
 
 struct StreamRequest {
   const UploadRouteConfig* route = nullptr;  // into the routes given to parse_stream_request

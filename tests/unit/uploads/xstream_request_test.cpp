@@ -635,6 +635,16 @@ TEST_CASE("progress_step: floor(20 x bytes / total), 20 at the end", "[uploads][
 
 // ---- key records (§9) ----
 
+TEST_CASE("a file record whose name could leave its directory is no record", "[uploads][xstream]") {
+  KeyRecord r = sample_record();
+  r.kind = UploadKind::File;
+  for (const char* name : {"fw.bin", "../etc/passwd", "a/b", ".hidden", ""}) {
+    r.name = name;
+    INFO(name);
+    CHECK(decode_record(encode_record(r)).has_value() == (std::string(name) == "fw.bin"));
+  }
+}
+
 TEST_CASE("key records round-trip for every state, kind and file type", "[uploads][xstream]") {
   KeyRecord r = sample_record();
   for (KeyState s : {KeyState::Receiving, KeyState::Stored, KeyState::Pushing, KeyState::Done, KeyState::Failed})
@@ -643,6 +653,9 @@ TEST_CASE("key records round-trip for every state, kind and file type", "[upload
         r.state = s;
         r.kind = k;
         r.file_type = t;
+        // A file record's name follows the request's rules (it becomes a path); the
+        // others may hold any bytes.
+        r.name = k == UploadKind::File ? "fw-1.0.bin" : sample_record().name;
         const std::string text = encode_record(r);
         INFO(text);
         CHECK(text.find(std::string("\"state\":\"") + to_string(s) + "\"") != std::string::npos);
