@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <variant>
 
+#include "edgelink/datastreams/ds_codec.hpp"
 #include "edgelink/util/wall_clock.hpp"
 
 namespace edgelink {
@@ -20,11 +21,11 @@ constexpr size_t kWriteQueueCap = 1 << 20;
 constexpr char kLog[] = "apps";
 }  // namespace
 
-class AppSession : public std::enable_shared_from_this<AppSession>, public UploadPeer {
+class AppSession : public std::enable_shared_from_this<AppSession>, public UploadPeer, public DsConnection {
  public:
   AppSession(AppServer& server, AppServer::App& app, asio::ip::tcp::socket socket, bool upload_port = false)
       : server_(server), app_(&app), socket_(std::move(socket)), framer_(app.config.max_line_bytes),
-        buf_(new char[kReadBytes]), upload_port_(upload_port) {}
+        buf_(new char[kReadBytes]), upload_port_(upload_port), id_(server.next_connection_id_++) {}
 
   void start() { read(); }
 
@@ -36,6 +37,8 @@ class AppSession : public std::enable_shared_from_this<AppSession>, public Uploa
     socket_.close(ignored);
     // An upload in its raw phase (or waiting for its final reply) learns it lost us.
     if (auto receiver = std::exchange(receiver_, nullptr)) receiver->on_peer_gone();
+    // Its data streams end (AbnormalEnd) and its subscriptions go.
+    if (server_.ds_) server_.ds_->on_connection_closed(id_);
   }
 
   void resume() {
@@ -58,6 +61,15 @@ class AppSession : public std::enable_shared_from_this<AppSession>, public Uploa
   }
 
   void set_max_line_bytes(size_t n) { framer_.set_max_line_bytes(n); }
+
+  // ---- DsConnection ----
+  uint64_t connection_id() const override { return id_; }
+  size_t queued_bytes() const override { return write_bytes_; }
+  void hold_reading(bool hold) override {
+    if (hold == ds_hold_) return;
+    ds_hold_ = hold;
+    if (!hold && app_) continue_input();
+  }
 
   // ---- UploadPeer ----
   bool connected() const override { return app_ != nullptr; }
@@ -113,6 +125,8 @@ class AppSession : public std::enable_shared_from_this<AppSession>, public Uploa
 
   void read() {
     if (!app_ || reading_ || mode_ == Mode::Negotiating || mode_ == Mode::Closing || raw_paused_) return;
+    // A data stream of this connection has too much unacknowledged (datastreams.md §8).
+    if (ds_hold_ && mode_ != Mode::Raw) return;
     // Raw bytes go to disk, not to the outbox: a full outbox does not stop an upload.
     if (mode_ != Mode::Raw && !server_.sink_.accepting()) {
       paused_ = true;
@@ -148,7 +162,7 @@ class AppSession : public std::enable_shared_from_this<AppSession>, public Uploa
 
   void process(std::string_view in) {
     while (!in.empty() && app_) {
-      if (mode_ == Mode::Negotiating || raw_paused_ || mode_ == Mode::Closing) {
+      if (mode_ == Mode::Negotiating || raw_paused_ || mode_ == Mode::Closing || (ds_hold_ && mode_ != Mode::Raw)) {
         // The rest waits: it may be raw bytes or lines, the answer decides.
         if (mode_ != Mode::Closing) held_.append(in.data(), in.size());
         return;
@@ -188,6 +202,9 @@ class AppSession : public std::enable_shared_from_this<AppSession>, public Uploa
     if (line.find_first_not_of(" \t\r") == std::string_view::npos) return;
     AppCounters& c = app_->counters;
     ++c.lines;
+    if (server_.ds_ && !upload_port_ && datastreams::may_be_ds_line(line) &&
+        server_.ds_->on_ds_line(app_->config.name, line, shared_from_this()))
+      return;
     if (server_.uploads_ && may_be_stream_request(line)) {
       mode_before_ = mode_;
       mode_ = Mode::Negotiating;
@@ -323,6 +340,8 @@ class AppSession : public std::enable_shared_from_this<AppSession>, public Uploa
   std::unique_ptr<char[]> buf_;
   std::unique_ptr<char[]> raw_buf_;  // while in the raw phase
   const bool upload_port_;
+  const uint64_t id_;
+  bool ds_hold_ = false;  // held by a data stream's back-pressure
   bool paused_ = false;
   bool reading_ = false;
   bool hello_ = false;

@@ -125,6 +125,8 @@ void Loader::load(const toml::table& root, Config& c) {
       if (const auto* t = table_value(v, key)) load_rtio(*t, c.rtio);
     } else if (key == "xstream") {
       if (const auto* t = table_value(v, key)) load_xstream(*t, c.xstream);
+    } else if (key == "datastreams") {
+      if (const auto* t = table_value(v, key)) load_datastreams(*t, c.datastreams);
     } else if (key == "spool") {
       if (const auto* t = table_value(v, key)) load_spool(*t, c.spool);
     } else if (key == "log") {

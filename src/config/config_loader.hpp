@@ -97,6 +97,7 @@ class Loader : public ValueReader {
   void check_rtio(const Config& c);
   void check_reserved_devices(const toml::table& root, const Config& c);
   void load_xstream(const toml::table& t, XStreamConfig& x);
+  void load_datastreams(const toml::table& t, DataStreamsConfig& d);
   void load_app_upload_key(const std::string& key, const toml::node& v, const std::string& path, AppConfig& app);
   void load_upload_routes(const toml::node& n, const std::string& path, AppConfig& app);
   void check_upload_devices();

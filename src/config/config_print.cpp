@@ -166,6 +166,21 @@ std::string to_toml(const Config& c) {
     o << "device_restarts = " << x.device_restarts << "\n";
   }
 
+  {
+    const DataStreamsConfig& d = c.datastreams;
+    o << "\n[datastreams]\n";
+    o << "topic = " << str(d.topic) << "\n";
+    o << "topic_in = " << str(d.topic_in) << "\n";
+    o << "chunk_size = " << d.chunk_size << "\n";
+    o << "chunk_delay_ms = " << d.chunk_delay.count() << "\n";
+    o << "max_writers = " << d.max_writers << "\n";
+    o << "max_readers = " << d.max_readers << "\n";
+    o << "max_streams_per_topic = " << d.max_streams_per_topic << "\n";
+    o << "idle_timeout = " << seconds(d.idle_timeout) << "\n";
+    o << "max_buffered_bytes_per_stream = " << d.max_buffered_bytes_per_stream << "\n";
+    o << "priority = " << d.priority << "\n";
+  }
+
   for (const auto& [name, s] : c.streams) {
     o << "\n[streams." << key(name) << "]\n";
     o << "topic = " << str(s.topic) << "\n";

@@ -173,6 +173,64 @@ void Loader::load_upload_routes(const toml::node& n, const std::string& path, Ap
   }
 }
 
+// [datastreams] (spec/datastreams.md §1).
+void Loader::load_datastreams(const toml::table& t, DataStreamsConfig& d) {
+  for (auto&& [k, v] : t) {
+    const std::string key(k.str());
+    const std::string path = "datastreams." + key;
+    if (key == "topic" || key == "topic_in") {
+      auto topic = string_value(v, path);
+      const std::string tail = "/{topic}";
+      if (topic && (topic->size() < tail.size() ||
+                    topic->compare(topic->size() - tail.size(), tail.size(), tail) != 0 ||
+                    topic->find("{topic}") != topic->size() - 7)) {
+        error(v, path + ": must end in \"/{topic}\" (and use {topic} only there), got " + quote(*topic));
+        topic.reset();
+      }
+      if (topic) {
+        // The rest follows the rules of every publish topic: known placeholders, no wildcards.
+        const std::string head = topic->substr(0, topic->size() - tail.size());
+        for (size_t i = head.find('{'); i != std::string::npos && topic; i = head.find('{', i + 1)) {
+          const std::string_view name = std::string_view(head).substr(i, head.find('}', i) - i + 1);
+          if (name != "{tenant_id}" && name != "{device_id}") {
+            error(v, path + ": unknown placeholder " + quote(name) + "; expected {tenant_id}, {device_id} or the "
+                           "final {topic}");
+            topic.reset();
+          }
+        }
+        if (topic && head.find_first_of("+#") != std::string::npos) {
+          error(v, path + ": must not contain the MQTT wildcards '+' or '#'");
+          topic.reset();
+        }
+      }
+      assign(key == "topic" ? d.topic : d.topic_in, topic);
+    } else if (key == "chunk_size") {
+      assign(d.chunk_size, int_as<uint32_t>(v, path, 256, 65536));
+    } else if (key == "chunk_delay_ms") {
+      if (auto ms = int_value(v, path, 0, 10000)) d.chunk_delay = Millis{*ms};
+    } else if (key == "max_writers") {
+      assign(d.max_writers, int_as<uint32_t>(v, path, 1, 32));
+    } else if (key == "max_readers") {
+      assign(d.max_readers, int_as<uint32_t>(v, path, 1, 32));
+    } else if (key == "max_streams_per_topic") {
+      assign(d.max_streams_per_topic, int_as<uint32_t>(v, path, 1, 32));
+    } else if (key == "idle_timeout") {
+      auto t2 = duration_value(v, path);
+      if (t2 && (*t2 < Millis{1000} || *t2 > Millis{3600 * 1000})) {
+        error(v, path + ": must be a number of seconds from 1 to 3600");
+        t2.reset();
+      }
+      assign(d.idle_timeout, t2);
+    } else if (key == "max_buffered_bytes_per_stream") {
+      assign(d.max_buffered_bytes_per_stream, int_as<uint64_t>(v, path, 65536, 1ll << 30));
+    } else if (key == "priority") {
+      assign(d.priority, int_as<int>(v, path, 0, 255));
+    } else {
+      unknown(k, "in [datastreams]");
+    }
+  }
+}
+
 void Loader::check_upload_devices() {
   for (const auto& site : upload_devices_)
     if (!device_names_.count(site.value))

@@ -44,6 +44,12 @@ Daemon::Daemon(asio::io_context& io, Config config)
                      return devices_.push_file(job, std::move(cb));
                    },
                }),
+      datastreams_(io, config_,
+                   datastreams::DataStreamsCallbacks{
+                       [this](std::string topic, std::string payload, int priority) {
+                         return publish_datastream(std::move(topic), std::move(payload), priority);
+                       },
+                   }),
       status_server_(io, [this] { return status_json(); }),
       rtio_(io, config_,
             rtio::RtioCallbacks{
@@ -82,6 +88,12 @@ Daemon::Daemon(asio::io_context& io, Config config)
     uploads_.write_status(o);
     doc.AddMember("uploads", uploads, doc.GetAllocator());
   });
+  add_status_hook([this](rapidjson::Document& doc) {
+    rapidjson::Value ds(rapidjson::kObjectType);
+    JsonObject o(ds, doc.GetAllocator());
+    datastreams_.write_status(o);
+    doc.AddMember("datastreams", ds, doc.GetAllocator());
+  });
 }
 
 Daemon::~Daemon() = default;
@@ -99,11 +111,14 @@ std::vector<std::string> Daemon::start() {
     restore_actions();
   }
   app_server_.set_upload_handler(&uploads_);
+  app_server_.set_ds_handler(&datastreams_);
   app_server_.apply(config_.tcpapps);  // a port that cannot be bound yet is retried, not fatal
   if (errors.empty())
     for (auto& e : devices_.start()) errors.push_back(std::move(e));
   if (errors.empty())
     for (auto& e : uploads_.start()) errors.push_back(std::move(e));
+  if (errors.empty())
+    for (auto& e : datastreams_.start()) errors.push_back(std::move(e));
   if (errors.empty())
     if (auto e = rtio_.start(); !e.empty()) errors.push_back(std::move(e));
   if (errors.empty())
@@ -116,7 +131,7 @@ std::vector<std::string> Daemon::start() {
     status_server_.close();
     return errors;
   }
-  link_.set_extra_subscriptions(devices_.subscriptions());
+  link_.set_extra_subscriptions(extra_subscriptions());
 
   wait_for_signal();
   link_.start();
@@ -267,6 +282,7 @@ void Daemon::save_actions() {
 
 void Daemon::on_acked(uint64_t id) {
   if (outbox_.below_low_water()) app_server_.resume();
+  datastreams_.on_acked(id);
   if (ack_waiters_.empty()) return;
   if (auto it = ack_waiters_.find(id); it != ack_waiters_.end()) {
     auto acked = std::move(it->second);
@@ -307,7 +323,28 @@ void Daemon::emit_status(const std::string& action_id, std::string_view state, i
 
 void Daemon::on_mqtt_message(const std::string& topic, const std::string& payload) {
   if (devices_.on_mqtt_message(topic, payload)) return;
+  if (datastreams_.on_mqtt_message(topic, payload)) return;
   on_action_message(payload);
+}
+
+// A data stream's header, chunk or trailer (datastreams.md §3): QoS 1 through the outbox,
+// whose FIFO per priority keeps each stream's order across reconnects and the spool.
+// The device rtstreams' /in topics and the data streams' inbound wildcard.
+std::vector<std::string> Daemon::extra_subscriptions() const {
+  auto topics = devices_.subscriptions();
+  topics.push_back(datastreams_.subscription());
+  return topics;
+}
+
+uint64_t Daemon::publish_datastream(std::string topic, std::string payload, int priority) {
+  OutboxEntry e;
+  e.topic = std::move(topic);
+  e.payload = std::make_shared<const std::string>(std::move(payload));
+  e.stream = "datastreams";
+  e.priority = priority;
+  const uint64_t id = outbox_.push(std::move(e));
+  link_.pump();
+  return id;
 }
 
 void Daemon::publish_raw(std::string topic, std::string payload, const std::string& stream) {
@@ -429,6 +466,7 @@ void Daemon::shutdown() {
   notify_systemd("STOPPING=1");
   // Raw phases answer status 9 "shutdown" once their bytes are synced (xstream.md §10);
   // the drain below waits for that.
+  datastreams_.shutdown();  // Shutdown trailers, queued before everything goes to the spool
   uploads_stopping_ = true;
   uploads_.shutdown([this] {
     uploads_stopping_ = false;
@@ -526,9 +564,10 @@ void Daemon::reload() {
   router_ = ActionRouter(next);
   app_server_.apply(next.tcpapps);
   for (const auto& e : devices_.reload(next)) log::error(kLog, e);
+  datastreams_.reload(next);
   for (const auto& e : http_.reload(next.http)) log::warn(kLog, e);
   for (const auto& e : rtio_.reload(next)) log::warn(kLog, e);
-  link_.set_extra_subscriptions(devices_.subscriptions());
+  link_.set_extra_subscriptions(extra_subscriptions());
   link_.reconfigure(next);
   next.persistence_path = config_.persistence_path;
   uploads_.reload(next);

@@ -19,6 +19,7 @@
 
 #include "edgelink/apps/app_message.hpp"
 #include "edgelink/apps/line_framer.hpp"
+#include "edgelink/apps/ds_peer.hpp"
 #include "edgelink/apps/upload_peer.hpp"
 #include "edgelink/config/config.hpp"
 #include "edgelink/util/log.hpp"
@@ -66,6 +67,8 @@ class AppServer {
   void apply(const std::map<std::string, AppConfig>& apps);
   // Where stream requests go (x-stream uploads); without one they are ordinary lines.
   void set_upload_handler(StreamRequestHandler* handler) { uploads_ = handler; }
+  // Where data-stream ("ds") lines go; without one they are ordinary lines.
+  void set_ds_handler(DsHandler* handler) { ds_ = handler; }
 
   // Queues an action line for `app`; it is written as soon as the app is connected.
   void deliver_action(const std::string& app, const std::string& action_id, std::string line);
@@ -121,6 +124,8 @@ class AppServer {
   asio::io_context& io_;
   AppSink& sink_;
   StreamRequestHandler* uploads_ = nullptr;
+  DsHandler* ds_ = nullptr;
+  uint64_t next_connection_id_ = 1;
   std::chrono::milliseconds bind_retry_;
   std::map<std::string, std::unique_ptr<App>> apps_;
   log::RateLimiter limiter_;

@@ -95,6 +95,21 @@ struct XStreamConfig {
   bool operator==(const XStreamConfig&) const = default;
 };
 
+// [datastreams] (spec/datastreams.md §1): chunked data streams to and from the cloud.
+struct DataStreamsConfig {
+  std::string topic = "/tenants/{tenant_id}/devices/{device_id}/datastreams/{topic}";
+  std::string topic_in = "/tenants/{tenant_id}/devices/{device_id}/datastreams-in/{topic}";
+  uint32_t chunk_size = 15000;        // 256..65536
+  Millis chunk_delay{100};            // 0..10 s (chunk_delay_ms)
+  uint32_t max_writers = 4;           // 1..32, daemon-wide
+  uint32_t max_readers = 4;           // 1..32
+  uint32_t max_streams_per_topic = 1; // 1..32
+  Millis idle_timeout{30000};         // 1..3600 s
+  uint64_t max_buffered_bytes_per_stream = 8ull << 20;  // 64 KiB..1 GiB
+  int priority = 0;                   // 0..255
+  bool operator==(const DataStreamsConfig&) const = default;
+};
+
 // The built-in stream that tells the cloud what arrived (xstream.md §8); it exists when an
 // app has upload routes or [streams.uploads] is configured.
 inline constexpr const char* kUploadsStream = "uploads";
@@ -246,6 +261,7 @@ struct Config {
   HttpConfig http;
   RtioConfig rtio;
   XStreamConfig xstream;
+  DataStreamsConfig datastreams;
   SpoolConfig spool;
   LogConfig log;
 };

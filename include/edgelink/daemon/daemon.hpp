@@ -22,6 +22,7 @@
 #include "edgelink/broker/mqtt_link.hpp"
 #include "edgelink/config/config.hpp"
 #include "edgelink/daemon/status_server.hpp"
+#include "edgelink/datastreams/data_streams.hpp"
 #include "edgelink/devices/device_hub.hpp"
 #include "edgelink/http/device_router.hpp"
 #include "edgelink/http/http_api.hpp"
@@ -75,6 +76,8 @@ class Daemon : public AppSink {
   void on_action_message(const std::string& payload);
   void on_mqtt_message(const std::string& topic, const std::string& payload);
   void publish_raw(std::string topic, std::string payload, const std::string& stream);
+  uint64_t publish_datastream(std::string topic, std::string payload, int priority);
+  std::vector<std::string> extra_subscriptions() const;
   void publish_device_copost(std::string topic, std::string payload, const std::string& device,
                              std::function<void()> acked);
   bool add_point(const DataPoint& point);
@@ -115,7 +118,8 @@ class Daemon : public AppSink {
   AppServer app_server_;
   MqttLink link_;
   devices::DeviceHub devices_;  // [devices.*] and their [rtstreams.*]
-  uploads::UploadStore uploads_;     // x-stream uploads of the apps (before app_server_ closes)
+  uploads::UploadStore uploads_;
+  datastreams::DataStreams datastreams_;  // [datastreams]: chunked streams, both ways     // x-stream uploads of the apps (before app_server_ closes)
   StatusServer status_server_;
   rtio::RtioServer rtio_;  // [rtio]: RTIO SDK devices connect here
   http::DeviceRouter device_router_;  // devices_ and rtio_, for the HTTP API
