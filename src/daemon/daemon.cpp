@@ -177,6 +177,7 @@ void Daemon::open_spool() {
       log::warn(kLog, "spool: ", spool_->options().dir, "/quarantine/", q.file, " is kept aside, not published: ",
                 q.reason);
     if (!r.dropped.empty()) on_spool_dropped(r.dropped);
+    datastreams_.send_leftover_trailers();
   };
   cb.on_dropped = [this](const std::vector<SpoolDrop>& drops) { on_spool_dropped(drops); };
   cb.on_error = [this](const std::string& what) { on_spool_error(what); };
@@ -190,6 +191,7 @@ void Daemon::open_spool() {
 }
 
 void Daemon::on_spool_error(const std::string& what) {
+  datastreams_.send_leftover_trailers();  // a spool that cannot be read holds nothing to wait for
   log::error(kLog, "spool: ", what, "; batches stay in memory (", outbox_.max_bytes(),
              " bytes at most, then the apps are paused) until the disk works again");
   // The Outbox stopped writing; offer it the disk again later.

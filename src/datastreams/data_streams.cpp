@@ -108,15 +108,26 @@ std::vector<std::string> DataStreams::start() {
       std::filesystem::remove(path, ec);
       continue;
     }
-    const std::string id = doc["stream_id"].GetString();
-    const int priority = doc.HasMember("priority") && doc["priority"].IsInt() ? doc["priority"].GetInt() : 0;
-    // §6.1: after an unclean exit; no bytes/chunks/sha256 (they were not recorded).
-    callbacks_.publish(doc["mqtt_topic"].GetString(), encode_trailer(id, kAbnormalEnd, {}), priority);
-    ++ends_out_[kAbnormalEnd];
-    log::warn(kLog, "stream ", id, " was left open by the last run: AbnormalEnd trailer sent");
-    std::filesystem::remove(path, ec);
+    Leftover l;
+    l.id = doc["stream_id"].GetString();
+    l.mqtt = doc["mqtt_topic"].GetString();
+    l.priority = doc.HasMember("priority") && doc["priority"].IsInt() ? doc["priority"].GetInt() : 0;
+    l.path = path;
+    leftovers_.push_back(std::move(l));
   }
   return {};
+}
+
+// §6.1: after an unclean exit, once the outbox holds what the spool kept of those streams
+// (the trailer goes after it); no bytes/chunks/sha256 (they were not recorded).
+void DataStreams::send_leftover_trailers() {
+  for (const Leftover& l : std::exchange(leftovers_, {})) {
+    callbacks_.publish(l.mqtt, encode_trailer(l.id, kAbnormalEnd, {}), l.priority);
+    ++ends_out_[kAbnormalEnd];
+    log::warn(kLog, "stream ", l.id, " was left open by the last run: AbnormalEnd trailer sent");
+    std::error_code ec;
+    std::filesystem::remove(l.path, ec);
+  }
 }
 
 void DataStreams::reload(const Config& config) {

@@ -76,6 +76,15 @@ std::vector<Family> make_families() {
       {"edgelink_xstream_spool_bytes", G, "Bytes of unfinished uploads in the spool (and granted to raw phases).",
        {{"uploads/spool_bytes"}}},
       {"edgelink_xstream_keys", G, "Upload keys by state.", {{"uploads/keys_by_state/{state}"}}},
+      // spec/datastreams.md §9.
+      {"edgelink_datastreams_open", G, "Data streams open, by direction.", {{"datastreams/open/{direction}"}}},
+      {"edgelink_datastream_bytes_total", C, "Data stream content bytes, by direction.", {{"datastreams/bytes/{direction}"}}},
+      {"edgelink_datastream_chunks_total", C, "Data stream chunks, by direction.", {{"datastreams/chunks/{direction}"}}},
+      {"edgelink_datastream_ends_total", C, "Data streams ended, by direction and reason (normal for \"\").",
+       {{"datastreams/ends/{direction}/{reason}"}}},
+      {"edgelink_datastream_errors_total", C, "Data stream control lines refused, by reason.", {{"datastreams/errors/{reason}"}}},
+      {"edgelink_datastream_inbound_dropped_total", C, "Inbound data stream messages dropped, by why.",
+       {{"datastreams/inbound_dropped/{why}"}}},
 
       // The rest of the document.
       {"edgelink_start_time_seconds", G, "Unix time the daemon started.", {{.path = "started", .divisor = 1000}}},

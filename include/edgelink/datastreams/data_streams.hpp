@@ -24,6 +24,7 @@
 #include <set>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include <asio.hpp>
@@ -48,8 +49,11 @@ class DataStreams : public DsHandler {
   DataStreams(const DataStreams&) = delete;
   DataStreams& operator=(const DataStreams&) = delete;
 
-  // AbnormalEnd trailers for the streams an unclean exit left open. Errors stop the daemon.
+  // Finds the streams an unclean exit left open. Errors stop the daemon.
   std::vector<std::string> start();
+  // Their AbnormalEnd trailers: called once the spool's entries are back in the outbox
+  // (or the spool cannot be read), so each trailer follows what is left of its stream.
+  void send_leftover_trailers();
   void reload(const Config& config);
   // SIGTERM: every open stream ends with Shutdown (buffered bytes first); inbound ones too.
   void shutdown();
@@ -69,6 +73,10 @@ class DataStreams : public DsHandler {
  private:
   struct Writer;
   struct InStream;
+  struct Leftover {
+    std::string id, mqtt, path;
+    int priority = 0;
+  };
   struct Reader {
     std::string app;
     uint64_t conn_id = 0;
@@ -102,6 +110,7 @@ class DataStreams : public DsHandler {
   std::set<std::string> in_ended_;                               // ended inbound ids (later messages dropped)
   std::map<uint64_t, bool> held_;                                // connections held for back-pressure
   bool stopping_ = false;
+  std::vector<Leftover> leftovers_;
 
   // §9 counters.
   uint64_t bytes_out_ = 0, chunks_out_ = 0, bytes_in_ = 0, chunks_in_ = 0;
