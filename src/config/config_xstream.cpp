@@ -134,13 +134,15 @@ void Loader::load_upload_routes(const toml::node& n, const std::string& path, Ap
 
     const std::string& route = r.route;
     if (r.kind == UploadKind::Datastream) {
-      // The seam for data streams (datastreams.md): until they are built, say so rather
-      // than accept uploads that would go nowhere.
-      error(*kind_node, epath + ".kind: \"datastream\" routes are not supported by this build yet (they come "
-                                "with data streams); use \"file\" or \"device\"");
-      continue;
-    }
-    if (r.kind == UploadKind::Device) {
+      // "/ds/<topic>", the topic a data stream's (datastreams.md §5).
+      const std::string_view topic = std::string_view(route).substr(std::min<size_t>(route.size(), 4));
+      if (!starts_with(route, "/ds/") || topic.empty() || topic.size() > 128 ||
+          topic.find_first_of(std::string_view("+#\0", 3)) != std::string_view::npos) {
+        error(*route_node, epath + ".route: a datastream route is \"/ds/<topic>\" with a topic of 1..128 bytes "
+                                   "without '+', '#' or NUL, got " + quote(route));
+        continue;
+      }
+    } else if (r.kind == UploadKind::Device) {
       r.device = device_of_route(route);
       if (r.device.empty()) {
         error(*route_node, epath + ".route: a device route must be \"/device/<name>/file\" with <name> a "

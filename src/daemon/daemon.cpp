@@ -43,6 +43,9 @@ Daemon::Daemon(asio::io_context& io, Config config)
                    [this](const uploads::PushJob& job, uploads::PushCallbacks cb) {
                      return devices_.push_file(job, std::move(cb));
                    },
+                   [this](const uploads::StreamJob& job, uploads::StreamCallbacks cb) {
+                     return datastreams_.publish_file(job, std::move(cb));
+                   },
                }),
       datastreams_(io, config_,
                    datastreams::DataStreamsCallbacks{

@@ -54,6 +54,12 @@ struct DataStreams::Writer {
   uint64_t unacked = 0;    // chunk bytes not acknowledged by the broker
   bool holding = false;
   uploads::Sha256 sha;
+  // A stored upload (xstream.md §7.2) rather than an app's writes.
+  bool from_file = false;
+  std::string file;
+  uint64_t file_pos = 0;
+  uint64_t job_id = 0;
+  uploads::StreamCallbacks file_callbacks;
   asio::steady_timer chunk_timer, idle_timer;
   Writer(asio::io_context& io) : chunk_timer(io), idle_timer(io) {}
 };
@@ -196,19 +202,27 @@ void DataStreams::open(const std::string& app, const OpenLine& o, const std::sha
   h.attributes = o.attributes;
   h.text_meta = o.text_meta;
   h.sender = "app:" + app;
-  std::string header = encode_header(h);
-  if (header.size() > kMaxHeaderBytes)
+  if (encode_header(h).size() > kMaxHeaderBytes)
     return error(*conn, LineError{ErrorCode::HeaderTooLarge, "the encoded header is over 4096 bytes", o.req,
                                   std::nullopt});
+  std::string why;
+  Writer* w = start_stream(h, app, why);
+  if (!w) return error(*conn, LineError{ErrorCode::Full, why, o.req, std::nullopt});
+  w->conn_id = conn->connection_id();
+  w->conn = conn;
+  conn->send_line(opened_line(o.req, w->id));
+  arm_idle(*w);
+}
+
+DataStreams::Writer* DataStreams::start_stream(const Header& h, const std::string& app, std::string& why) {
+  const DataStreamsConfig& dc = config_.datastreams;
   auto w = std::make_unique<Writer>(io_);
   w->id = h.stream_id;
   w->app = app;
-  w->topic = o.topic;
-  w->mqtt = mqtt_topic(o.topic);
-  w->text = o.text;
-  w->total = o.total_length;
-  w->conn_id = conn->connection_id();
-  w->conn = conn;
+  w->topic = h.topic;
+  w->mqtt = mqtt_topic(h.topic);
+  w->text = h.text;
+  w->total = h.total_length;
   // Always a trailer: the record is durable before the header is queued.
   std::error_code ec;
   std::filesystem::create_directories(dir_, ec);
@@ -224,18 +238,95 @@ void DataStreams::open(const std::string& app, const OpenLine& o, const std::sha
   jw.EndObject();
   if (!write_durable(record_path(w->id), std::string(buf.GetString(), buf.GetSize()))) {
     log::limited(limiter_, "ds-record", LogLevel::Error, kLog, "cannot write ", record_path(w->id));
-    return error(*conn, LineError{ErrorCode::Full, "cannot record the stream under persistence_path", o.req,
-                                  std::nullopt});
+    why = "cannot record the stream under persistence_path";
+    return nullptr;
   }
-  callbacks_.publish(w->mqtt, std::move(header), dc.priority);
-  conn->send_line(opened_line(o.req, w->id));
-  log::info(kLog, app, ": stream ", w->id, " opened on ", o.topic);
-  Writer& ref = *w;
+  callbacks_.publish(w->mqtt, encode_header(h), dc.priority);
+  log::info(kLog, app, ": stream ", w->id, " opened on ", h.topic);
+  Writer* raw = w.get();
   writers_[w->id] = std::move(w);
-  arm_idle(ref);
+  return raw;
+}
+
+std::shared_ptr<void> DataStreams::publish_file(const uploads::StreamJob& job, uploads::StreamCallbacks callbacks) {
+  const uint64_t id = next_job_++;
+  file_queue_.push_back(FileJob{id, job, std::move(callbacks)});
+  asio::post(io_, [this, alive = std::weak_ptr<int>(alive_)] {
+    if (!alive.expired()) start_files();
+  });
+  return std::shared_ptr<void>(new int(0), [this, id, alive = std::weak_ptr<int>(alive_)](int* p) {
+    delete p;
+    if (alive.expired()) return;
+    for (auto it = file_queue_.begin(); it != file_queue_.end(); ++it)
+      if (it->id == id) {
+        file_queue_.erase(it);
+        return;
+      }
+    for (auto& [sid, w] : writers_)
+      if (w->from_file && w->job_id == id) w->file_callbacks = {};
+  });
+}
+
+// Stored uploads wait for a free writer slot (xstream.md §7.2, max_writers).
+void DataStreams::start_files() {
+  while (!stopping_ && !file_queue_.empty() && writers_.size() < config_.datastreams.max_writers) {
+    FileJob fj = std::move(file_queue_.front());
+    file_queue_.pop_front();
+    const uploads::StreamJob& j = fj.job;
+    Header h;
+    h.stream_id = new_stream_id();
+    h.timestamp = unix_ms();
+    h.topic = j.topic;
+    h.mime_type = j.mime_type.empty() ? "application/octet-stream" : j.mime_type;
+    h.total_length = j.total;
+    if (!j.name.empty()) h.name = j.name;
+    if (!j.attributes.empty()) {
+      rapidjson::Document doc;
+      doc.Parse(j.attributes.c_str());
+      if (doc.IsObject())
+        for (auto m = doc.MemberBegin(); m != doc.MemberEnd(); ++m)
+          if (m->value.IsString()) h.attributes.emplace_back(m->name.GetString(), m->value.GetString());
+    }
+    h.attributes.emplace_back("x-stream-key", j.key);
+    h.sender = "app:" + j.app;
+    std::string why;
+    Writer* w = start_stream(h, j.app, why);
+    if (!w) {
+      if (fj.callbacks.done) fj.callbacks.done(false, why);
+      continue;
+    }
+    w->from_file = true;
+    w->file = j.path;
+    w->job_id = fj.id;
+    w->file_callbacks = std::move(fj.callbacks);
+    if (w->file_callbacks.opened) w->file_callbacks.opened(w->id);
+    pump_file(*w);
+  }
+}
+
+// Chunks are read from the stored file as the outbox takes them: at most
+// max_buffered_bytes_per_stream of it is unacknowledged at a time.
+void DataStreams::pump_file(Writer& w) {
+  const size_t size = config_.datastreams.chunk_size;
+  const uint64_t total = *w.total;
+  while (w.file_pos < total && w.unacked < config_.datastreams.max_buffered_bytes_per_stream) {
+    const size_t n = static_cast<size_t>(std::min<uint64_t>(size, total - w.file_pos));
+    w.buf.resize(n);
+    if (!uploads::read_at(w.file, w.file_pos, reinterpret_cast<uint8_t*>(w.buf.data()), n)) {
+      w.buf.clear();
+      log::error(kLog, "stream ", w.id, ": cannot read ", w.file);
+      end(w.id, kAbnormalEnd, {}, true);
+      return;
+    }
+    w.file_pos += n;
+    w.received += n;
+    publish_chunk(w, n);
+  }
+  if (w.file_pos >= total) end(w.id, "", {}, false);
 }
 
 void DataStreams::arm_idle(Writer& w) {
+  if (w.from_file) return;  // no app writes to wait for
   w.idle_timer.expires_after(config_.datastreams.idle_timeout);
   w.idle_timer.async_wait([this, id = w.id, alive = std::weak_ptr<int>(alive_)](asio::error_code ec) {
     if (ec || alive.expired() || !writers_.count(id)) return;
@@ -287,7 +378,7 @@ void DataStreams::publish_chunk(Writer& w, size_t n) {
   ++chunks_out_;
   bytes_out_ += n;
   w.buf.erase(0, n);
-  if (!w.holding && w.unacked > config_.datastreams.max_buffered_bytes_per_stream) {
+  if (!w.from_file && !w.holding && w.unacked > config_.datastreams.max_buffered_bytes_per_stream) {
     w.holding = true;
     w.idle_timer.cancel();  // §6.1: the idle timeout pauses while edgelink holds back reading
     update_hold(w.conn_id);
@@ -295,6 +386,12 @@ void DataStreams::publish_chunk(Writer& w, size_t n) {
 }
 
 void DataStreams::on_acked(uint64_t outbox_id) {
+  if (auto t = trailer_waiters_.find(outbox_id); t != trailer_waiters_.end()) {
+    auto cb = std::move(t->second);
+    trailer_waiters_.erase(t);
+    if (cb.done) cb.done(true, {});
+    return;
+  }
   auto it = unacked_.find(outbox_id);
   if (it == unacked_.end()) return;
   auto [id, n] = it->second;
@@ -303,6 +400,7 @@ void DataStreams::on_acked(uint64_t outbox_id) {
   if (w == writers_.end()) return;
   Writer& wr = *w->second;
   wr.unacked -= std::min<uint64_t>(wr.unacked, n);
+  if (wr.from_file) return pump_file(wr);
   if (wr.holding && wr.unacked <= config_.datastreams.max_buffered_bytes_per_stream / 2) {
     wr.holding = false;
     arm_idle(wr);
@@ -339,9 +437,15 @@ void DataStreams::end(const std::string& id, const std::string& reason, const At
   attrs.emplace_back("bytes", std::to_string(w.out));
   attrs.emplace_back("chunks", std::to_string(w.chunks));
   attrs.emplace_back("sha256", w.sha.hex());
-  callbacks_.publish(w.mqtt, encode_trailer(w.id, reason, attrs), config_.datastreams.priority);
+  const uint64_t trailer = callbacks_.publish(w.mqtt, encode_trailer(w.id, reason, attrs), config_.datastreams.priority);
   std::error_code ec;
   std::filesystem::remove(record_path(w.id), ec);
+  if (w.from_file && w.file_callbacks.done) {
+    if (reason.empty())
+      trailer_waiters_[trailer] = std::move(w.file_callbacks);  // done once the broker has the trailer
+    else
+      w.file_callbacks.done(false, reason);
+  }
   ++ends_out_[reason_label(reason)];
   if (auto conn = w.conn.lock(); conn && conn->connected()) conn->send_line(closed_line(w.id, w.out, w.chunks, reason));
   log::info(kLog, w.app, ": stream ", w.id, " ended (", reason.empty() ? "normal" : reason, "): ", w.out, " bytes in ",
@@ -351,6 +455,10 @@ void DataStreams::end(const std::string& id, const std::string& reason, const At
   ended_[id] = {conn_id, Clock::now() + config_.datastreams.idle_timeout};
   writers_.erase(it);
   if (was_holding) update_hold(conn_id);
+  if (!file_queue_.empty())
+    asio::post(io_, [this, alive = std::weak_ptr<int>(alive_)] {
+      if (!alive.expired()) start_files();
+    });
   // Forget ended ids past their time.
   for (auto e = ended_.begin(); e != ended_.end();)
     e = Clock::now() >= e->second.second ? ended_.erase(e) : std::next(e);

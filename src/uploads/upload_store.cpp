@@ -25,6 +25,8 @@ struct UploadStore::Key {
   KeyRecord rec;
   std::shared_ptr<UploadSession> session;  // negotiating or in its raw phase
   std::shared_ptr<void> push;        // the device push running
+  std::shared_ptr<void> stream;      // the data stream publishing it (datastream routes)
+  std::string stream_id;
   std::weak_ptr<UploadPeer> peer;    // who gets the final reply after the raw phase
   bool negotiating = false;
   bool queued = false;      // waiting for its device's push slot
@@ -34,7 +36,7 @@ struct UploadStore::Key {
   int device_step = 0;
   PartPtr part;
   Sha256 hash;  // of the bytes received, updated as they arrive
-  bool busy() const { return negotiating || session || push || queued || installing; }
+  bool busy() const { return negotiating || session || push || stream || queued || installing; }
 };
 
 // One raw phase (§3.2) on one connection.
@@ -253,7 +255,7 @@ std::vector<std::string> UploadStore::start() {
   namespace fs = std::filesystem;
   std::set<std::string> kept;
   const uint64_t now = unix_ms();
-  std::vector<std::string> push_again;
+  std::vector<std::string> push_again, publish_again;
   for (const auto& entry : fs::directory_iterator(dir_, ec)) {
     const std::string path = entry.path().string();
     if (entry.path().extension() != ".json") continue;
@@ -293,6 +295,7 @@ std::vector<std::string> UploadStore::start() {
     if (k->rec.kind == UploadKind::Device &&
         (k->rec.state == KeyState::Pushing || k->rec.state == KeyState::Stored))
       push_again.push_back(k->rec.key);
+    if (k->rec.kind == UploadKind::Datastream && k->rec.state == KeyState::Stored) publish_again.push_back(k->rec.key);
     keys_[k->rec.key] = std::move(k);
   }
   // Files without a record, and temporaries of interrupted saves.
@@ -307,6 +310,10 @@ std::vector<std::string> UploadStore::start() {
     log::info(kLog, "upload ", key, ": pushing to device ", keys_[key]->rec.device, " again (unfinished at the last stop)");
     queue_push(key, nullptr);
   }
+  for (const auto& key : publish_again) {
+    log::info(kLog, "upload ", key, ": publishing its data stream again (unfinished at the last stop)");
+    start_stream(key);
+  }
   schedule_sweep();
   if (!keys_.empty()) log::info(kLog, keys_.size(), " upload keys in ", dir_);
   return {};
@@ -320,6 +327,7 @@ void UploadStore::shutdown(std::function<void()> done) {
   for (auto& [device, queue] : push_queue_) queue.clear();
   for (auto& [key, k] : keys_) {
     k->push.reset();  // abandoned: state "pushing" runs again at the next start
+    k->stream.reset();  // likewise a data stream being published
     if (k->session) k->session->shut_down();
   }
   shutdown_done_ = std::move(done);
@@ -540,6 +548,11 @@ void UploadStore::begin_resume(Key& k, const StreamRequest& req, std::shared_ptr
     w.Uint64(k.rec.offset);
   });
   peer->answered(true);
+  if (k.rec.kind == UploadKind::Datastream) {
+    // Stored is done for the app (§7.2): the stream is published (or will be, at the next start).
+    finish(k.rec.key, peer, final_done(k.rec.key, k.rec.result_sha256, ""), Status::OK, false);
+    return;
+  }
   switch (k.rec.state) {
     case KeyState::Done:
       finish(k.rec.key, peer, final_done(k.rec.key, k.rec.result_sha256, k.rec.path), Status::OK, false);
@@ -647,10 +660,59 @@ void UploadStore::complete(std::string key, std::shared_ptr<UploadPeer> peer, st
   k.rec.state = KeyState::Stored;
   if (k.rec.kind == UploadKind::File) {
     install(key, std::move(peer));
+  } else if (k.rec.kind == UploadKind::Datastream) {
+    // §7.2: the final reply once the upload is durable; publishing follows.
+    save(k, true, [this, alive = std::weak_ptr<int>(alive_), key, peer](int) {
+      if (alive.expired() || !keys_.count(key)) return;
+      Key& k = *keys_.at(key);
+      finish(key, peer, final_done(key, k.rec.result_sha256, ""), Status::OK, false);
+      start_stream(key);
+    });
   } else {
     save(k, true);
     queue_push(key, std::move(peer));
   }
+}
+
+// §7.2: one byte data stream, read from the stored file as the outbox takes it; the file
+// goes once the trailer is acknowledged. Interrupted (shutdown), it starts again from the
+// beginning at the next start, under a new stream id.
+void UploadStore::start_stream(const std::string& key) {
+  Key& k = *keys_.at(key);
+  StreamJob job{key,        k.rec.app,      k.rec.route.substr(4), k.rec.name, k.rec.mime_type, k.rec.attributes,
+                part_path(key), k.rec.total};
+  StreamCallbacks cb;
+  cb.opened = [this, alive = std::weak_ptr<int>(alive_), key](const std::string& stream_id) {
+    if (alive.expired() || !keys_.count(key)) return;
+    keys_.at(key)->stream_id = stream_id;
+  };
+  cb.done = [this, alive = std::weak_ptr<int>(alive_), key](bool ok, std::string detail) {
+    if (alive.expired() || !keys_.count(key)) return;
+    Key& k = *keys_.at(key);
+    k.stream.reset();
+    k.rec.last_activity = unix_ms();
+    if (!ok) {
+      log::warn(kLog, k.rec.app, ": upload ", key, ": its data stream ended (", detail,
+                "); it is published again at the next start");
+      return;
+    }
+    k.rec.state = KeyState::Done;
+    disk_->remove({part_path(key)}, {});
+    save(k, true);
+    log::info(kLog, k.rec.app, ": upload ", key, " published as data stream ", k.stream_id);
+    point(k, "Completed", k.rec.total, [&](Writer& w) {
+      w.Key("size");
+      w.Uint64(k.rec.total);
+      w.Key("sha256");
+      w.String(k.rec.result_sha256.c_str());
+      w.Key("topic");
+      w.String(k.rec.route.substr(4).c_str());
+      w.Key("stream_id");
+      w.String(k.stream_id.c_str());
+    });
+  };
+  k.stream = callbacks_.publish_stream ? callbacks_.publish_stream(job, std::move(cb)) : nullptr;
+  if (!k.stream) log::error(kLog, k.rec.app, ": upload ", key, ": no data streams to publish it");
 }
 
 // §7.1: renamed into place, atomically, the directory synced.

@@ -2,8 +2,7 @@
 a real mosquitto, an app client on loopback sockets; for the device route a socat pty
 pair with demo/mcu_sim.py as the RICREST device `mcu1` (as in test_devices.py), whose
 sim/file and sim/busy knobs are reached through the HTTP API's copost (as in
-test_http.py). Item 9 (the datastream route) is not built yet: `edgelink check` must
-refuse kind = "datastream". Further tests cover §3 (check order, bufsize clamping, the
+test_http.py). Item 9 (the datastream route) is tested in test_datastreams.py. Further tests cover §3 (check order, bufsize clamping, the
 upload port), §3.2 (actions wait for the final reply), §10 (SIGTERM, eviction) and §11
 (status and metrics), and the demo client demo/xstream_upload.py.
 
@@ -871,15 +870,20 @@ def check_config(workdir, tail, device=False):
     return path, text.splitlines(), out
 
 
-def test_check_refuses_a_datastream_route(workdir):
-    """kind = "datastream" is not built: `check` fails naming tcpapps.app.upload_routes[0].kind
-    and "datastream", at the line of that key."""
-    path, lines, out = check_config(workdir, '\n[[tcpapps.app.upload_routes]]\nroute = "/ds/camera/video"\n'
+@pytest.mark.parametrize("route,ok", [("/ds/camera/video", True), ("/ds/", False), ("/ds/a+b", False),
+                                      ("/dsx", False)])
+def test_check_datastream_routes(workdir, route, ok):
+    """kind = "datastream" takes "/ds/<topic>" with a data-stream topic (datastreams.md §5:
+    1..128 bytes, no '+', '#'); anything else fails `check`, naming the route's key at its line."""
+    path, lines, out = check_config(workdir, f'\n[[tcpapps.app.upload_routes]]\nroute = "{route}"\n'
                                              'kind = "datastream"\n')
+    if ok:
+        assert out.returncode == 0, out.stderr
+        return
     assert out.returncode != 0
-    hits = [ln for ln in out.stderr.splitlines() if "tcpapps.app.upload_routes[0].kind" in ln]
-    assert hits and "datastream" in hits[0], out.stderr
-    line = lines.index('kind = "datastream"') + 1
+    hits = [ln for ln in out.stderr.splitlines() if "tcpapps.app.upload_routes[0].route" in ln]
+    assert hits, out.stderr
+    line = lines.index(f'route = "{route}"') + 1
     assert re.match(re.escape(path) + rf":{line}:\d+: ", hits[0]), hits[0]
 
 

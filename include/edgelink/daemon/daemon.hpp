@@ -118,8 +118,8 @@ class Daemon : public AppSink {
   AppServer app_server_;
   MqttLink link_;
   devices::DeviceHub devices_;  // [devices.*] and their [rtstreams.*]
-  uploads::UploadStore uploads_;
-  datastreams::DataStreams datastreams_;  // [datastreams]: chunked streams, both ways     // x-stream uploads of the apps (before app_server_ closes)
+  uploads::UploadStore uploads_;          // x-stream uploads of the apps
+  datastreams::DataStreams datastreams_;  // [datastreams]: chunked streams, both ways
   StatusServer status_server_;
   rtio::RtioServer rtio_;  // [rtio]: RTIO SDK devices connect here
   http::DeviceRouter device_router_;  // devices_ and rtio_, for the HTTP API

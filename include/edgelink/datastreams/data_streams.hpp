@@ -16,6 +16,7 @@
 // they drop below half of it.
 
 #include <chrono>
+#include <deque>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -32,6 +33,7 @@
 #include "edgelink/apps/ds_peer.hpp"
 #include "edgelink/config/config.hpp"
 #include "edgelink/datastreams/ds_codec.hpp"
+#include "edgelink/uploads/push_job.hpp"
 #include "edgelink/util/json_object.hpp"
 #include "edgelink/util/log.hpp"
 
@@ -67,6 +69,11 @@ class DataStreams : public DsHandler {
   std::string subscription() const;
   void on_acked(uint64_t outbox_id);
 
+  // xstream.md §7.2: a stored upload published as one byte stream once a writer slot is
+  // free; chunks are read from the file as the outbox takes them. Destroying the handle
+  // forgets the job (its callbacks are not called).
+  std::shared_ptr<void> publish_file(const uploads::StreamJob& job, uploads::StreamCallbacks callbacks);
+
   // The status document's "datastreams" (§9).
   void write_status(JsonObject& out) const;
 
@@ -83,7 +90,16 @@ class DataStreams : public DsHandler {
     std::weak_ptr<DsConnection> conn;
   };
 
+  struct FileJob {
+    uint64_t id = 0;
+    uploads::StreamJob job;
+    uploads::StreamCallbacks callbacks;
+  };
   void open(const std::string& app, const OpenLine& o, const std::shared_ptr<DsConnection>& conn);
+  // Records the stream, queues its header; nullptr with `why` set when it cannot.
+  Writer* start_stream(const Header& h, const std::string& app, std::string& why);
+  void start_files();
+  void pump_file(Writer& w);
   void write(Writer& w, const WriteLine& line);
   void cut_chunks(Writer& w, bool all);
   void publish_chunk(Writer& w, size_t n);
@@ -111,6 +127,9 @@ class DataStreams : public DsHandler {
   std::map<uint64_t, bool> held_;                                // connections held for back-pressure
   bool stopping_ = false;
   std::vector<Leftover> leftovers_;
+  std::deque<FileJob> file_queue_;  // waiting for a writer slot
+  std::map<uint64_t, uploads::StreamCallbacks> trailer_waiters_;  // outbox id of a file stream's trailer
+  uint64_t next_job_ = 1;
 
   // §9 counters.
   uint64_t bytes_out_ = 0, chunks_out_ = 0, bytes_in_ = 0, chunks_in_ = 0;

@@ -30,4 +30,22 @@ struct PushCallbacks {
   std::function<void(bool ok, std::string detail)> done;
 };
 
+// A stored upload to publish as one byte data stream (xstream.md §7.2); DataStreams takes it.
+struct StreamJob {
+  std::string key;
+  std::string app;
+  std::string topic;       // the route's /ds/<topic>
+  std::string name;        // "" = none
+  std::string mime_type;   // "" = application/octet-stream
+  std::string attributes;  // the request's JSON object of strings, or ""
+  std::string path;        // the stored file
+  uint64_t total = 0;
+};
+
+struct StreamCallbacks {
+  std::function<void(const std::string& stream_id)> opened;  // the header is queued
+  // The trailer is acknowledged (ok), or the stream ended otherwise (shutdown, unreadable).
+  std::function<void(bool ok, std::string detail)> done;
+};
+
 }  // namespace edgelink::uploads

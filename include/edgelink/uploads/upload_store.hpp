@@ -51,6 +51,9 @@ struct UploadsCallbacks {
   // Starts a push; `done` runs once unless the returned handle is destroyed first
   // (that abandons the push). Required for device routes.
   std::function<std::shared_ptr<void>(const PushJob&, PushCallbacks)> push;
+  // Publishes a stored upload as a byte data stream (datastream routes, §7.2); the same
+  // handle rules as `push`.
+  std::function<std::shared_ptr<void>(const StreamJob&, StreamCallbacks)> publish_stream;
 };
 
 // While more than this many bytes wait for the disk, the connection is not read.
@@ -100,6 +103,7 @@ class UploadStore : public StreamRequestHandler {
   void complete(std::string key, std::shared_ptr<UploadPeer> peer, std::string sha256);
   void install(const std::string& key, std::shared_ptr<UploadPeer> peer);
   void queue_push(const std::string& key, std::shared_ptr<UploadPeer> peer);
+  void start_stream(const std::string& key);
   void next_push(const std::string& device);
   void finish(std::string key, const std::shared_ptr<UploadPeer>& peer, std::string line, Status status,
               bool close);
