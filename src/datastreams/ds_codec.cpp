@@ -308,6 +308,9 @@ std::optional<DsLine> parse_ds_line(std::string_view line) {
     if (lone) return bad("not valid Unicode (a lone surrogate escape)", req);
     return o;
   }
+  // Topics, ids, attributes and reasons are UTF-8 text: a lone surrogate escape makes any
+  // line but a text write (which ends its stream, §2.2) a bad request.
+  if (lone && kind != "write") return bad("not valid Unicode (a lone surrogate escape)", bad_req ? std::nullopt : req);
   if (kind == "subscribe" || kind == "unsubscribe") {
     if (bad_req) return bad("req must be an integer 0..4294967295");
     const Value* topic = member(doc, "topic");

@@ -25,7 +25,7 @@ std::shared_ptr<void> DeviceHub::push_file(const uploads::PushJob& job, uploads:
   });
   auto done = [this, weak, id, cb = callbacks.done, alive = std::weak_ptr<int>(alive_)](bool ok, std::string detail) {
     // Posted: the push may be deep in a link callback, and the owner may start the next.
-    asio::post(io_, [this, weak, id, cb, ok, detail = std::move(detail), alive] {
+    asio::post(io_, [weak, id, cb, ok, detail = std::move(detail), alive] {
       if (alive.expired()) return;
       auto dev = weak.lock();
       if (!dev || dev->push_id != id) return;  // abandoned meanwhile
