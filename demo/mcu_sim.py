@@ -572,7 +572,9 @@ class Device:
         elif self.busy > 0:
             self.busy -= 1
             rc = "BUSY"
-            self.event("SimMCU", "busy streamID=%d pos=%d len=%d" % (sid, pos, len(data)))
+            # stderr only: a log line on a console port would travel ahead of the BUSY reply
+            # and could make it late for the gateway's block window.
+            print("sim: busy streamID=%d pos=%d len=%d" % (sid, pos, len(data)), file=sys.stderr, flush=True)
         else:
             rc = "OK"
         s.pos = pos + len(data)  # whatever the callback returned
