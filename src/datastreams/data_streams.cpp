@@ -11,7 +11,8 @@
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
 
-#include "edgelink/uploads/upload_io.hpp"
+#include "edgelink/uploads/upload_io.hpp"  // read_at
+#include "edgelink/util/sha256.hpp"
 #include "edgelink/util/wall_clock.hpp"
 
 namespace edgelink::datastreams {
@@ -53,7 +54,7 @@ struct DataStreams::Writer {
   uint64_t chunks = 0;
   uint64_t unacked = 0;    // chunk bytes not acknowledged by the broker
   bool holding = false;
-  uploads::Sha256 sha;
+  Sha256 sha;
   // A stored upload (xstream.md §7.2) rather than an app's writes.
   bool from_file = false;
   std::string file;

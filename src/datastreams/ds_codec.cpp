@@ -259,10 +259,17 @@ bool valid_utf8(std::string_view s) {
 
 std::optional<DsLine> parse_ds_line(std::string_view line) {
   if (!may_be_ds_line(line)) return std::nullopt;
-  std::string text(line);
-  const bool lone = replace_lone_surrogates(text);
+  // Only a line with a \u escape can hold a lone surrogate: the others (every base64 write)
+  // are parsed as they are, without a copy.
+  std::string text;
+  bool lone = false;
+  if (line.find("\\u") != std::string_view::npos) {
+    text.assign(line);
+    lone = replace_lone_surrogates(text);
+    line = text;
+  }
   rapidjson::Document doc;
-  doc.Parse(text.data(), text.size());
+  doc.Parse(line.data(), line.size());
   if (doc.HasParseError() || !doc.IsObject()) return std::nullopt;
   const Value* ds = member(doc, "ds");
   if (!ds || !ds->IsString() || member(doc, "stream")) return std::nullopt;

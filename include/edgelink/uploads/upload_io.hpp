@@ -22,27 +22,14 @@
 
 #include <asio.hpp>
 
+#include "edgelink/util/sha256.hpp"
+
 namespace edgelink::uploads {
 
 struct PartFile;
 using PartPtr = std::shared_ptr<PartFile>;
 
-// An incremental SHA-256 (libcrypto).
-class Sha256 {
- public:
-  Sha256();
-  ~Sha256();
-  Sha256(Sha256&& other) noexcept;
-  Sha256& operator=(Sha256&& other) noexcept;
-  Sha256(const Sha256&) = delete;
-  Sha256& operator=(const Sha256&) = delete;
-  void update(const uint8_t* data, size_t len);
-  // Lowercase hex of everything so far; more may be added afterwards.
-  std::string hex() const;
-
- private:
-  void* ctx_;  // EVP_MD_CTX
-};
+using edgelink::Sha256;  // util/sha256.hpp; data streams hash their content too
 
 struct PartProgress {
   uint64_t written = 0;  // bytes in the file
