@@ -34,3 +34,24 @@ def cpu_seconds(pid):
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def finish(procs, failures, tmp):
+    """End of a bench: stop its processes (newest first), print its failures, remove its
+    temp dir unless KEEP=1. Returns the exit status (1 when a check failed)."""
+    import shutil
+    import subprocess
+    for p in reversed(procs):
+        if p.poll() is None:
+            p.terminate()
+            try:
+                p.wait(5)
+            except subprocess.TimeoutExpired:
+                p.kill()
+    if failures:
+        print("FAILED:", *failures, sep="\n  ")
+    if os.environ.get("KEEP") == "1":
+        print(f"kept {tmp}")
+    else:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return 1 if failures else 0

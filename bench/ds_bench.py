@@ -36,7 +36,6 @@ import base64
 import hashlib
 import json
 import os
-import shutil
 import socket
 import statistics
 import subprocess
@@ -48,7 +47,7 @@ import uuid
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "bench"))
-from benchlib import cpu_seconds, free_ports, kib, pct  # noqa: E402
+from benchlib import finish, cpu_seconds, free_ports, kib, pct  # noqa: E402
 
 SIZE = int(os.environ.get("SIZE_MIB", "256")) << 20
 ROUNDS = int(os.environ.get("ROUNDS", "2"))
@@ -483,20 +482,8 @@ def main():
               f"peak RSS {hwm_bytes / 1024:.1f} MiB for a {SIZE >> 20} MiB stream "
               f"(8 MiB buffered per stream configured)")
     finally:
-        for p in reversed(procs):
-            if p.poll() is None:
-                p.terminate()
-                try:
-                    p.wait(5)
-                except subprocess.TimeoutExpired:
-                    p.kill()
-        if failures:
-            print("FAILED:", *failures, sep="\n  ")
-        if os.environ.get("KEEP") == "1":
-            print(f"kept {tmp}")
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
-    return 1 if failures else 0
+        status = finish(procs, failures, tmp)
+    return status
 
 
 if __name__ == "__main__":

@@ -30,7 +30,6 @@ Exit status 1 when a check fails.
 import hashlib
 import json
 import os
-import shutil
 import signal
 import socket
 import statistics
@@ -42,7 +41,7 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "bench"))
-from benchlib import cpu_seconds, free_ports, kib  # noqa: E402
+from benchlib import finish, cpu_seconds, free_ports, kib  # noqa: E402
 
 SIZE = int(os.environ.get("SIZE_MIB", "1024")) << 20
 SYNC = int(os.environ.get("SYNC_BYTES", "1048576"))
@@ -306,20 +305,8 @@ def main():
         print(f"verdict: {'meets' if ratio >= 0.8 else 'BELOW'} the 0.8 x plain copy goal; RSS range "
               f"{(max(rss) - min(rss)) / 1024:.1f} MiB over a {SIZE >> 20} MiB upload")
     finally:
-        for p in procs:
-            if p.poll() is None:
-                p.terminate()
-                try:
-                    p.wait(5)
-                except subprocess.TimeoutExpired:
-                    p.kill()
-        if failures:
-            print("FAILED:", *failures, sep="\n  ")
-        if os.environ.get("KEEP") == "1":
-            print(f"kept {tmp}")
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
-    return 1 if failures else 0
+        status = finish(procs, failures, tmp)
+    return status
 
 
 if __name__ == "__main__":
