@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <cstring>
 #include <stdexcept>
 
 #include "edgelink/http/base64.hpp"
@@ -257,10 +258,72 @@ bool valid_utf8(std::string_view s) {
   return true;
 }
 
+namespace {
+
+bool json_space(char c) { return c == ' ' || c == '\t' || c == '\r'; }
+
+// The characters of the value of a `"data"` key whose value is a string without escapes,
+// found by hand: the base64 of a write is nearly all of its line. The opening quote of
+// `"data"` follows '{' or ',' (so it is not escaped: a token, not string content) and a
+// ':' and a '"' follow it. The value ends at the next '"'; a '\' before it (an escape) is
+// not in the base64 alphabet, so the decode refuses it and the line is parsed whole.
+std::optional<std::pair<size_t, size_t>> data_value(std::string_view line) {
+  for (size_t from = 0;;) {
+    const size_t k = line.find("\"data\"", from);
+    if (k == std::string_view::npos) return std::nullopt;
+    from = k + 1;
+    size_t p = k;
+    while (p > 0 && json_space(line[p - 1])) --p;
+    if (p == 0 || (line[p - 1] != ',' && line[p - 1] != '{')) continue;
+    size_t q = k + 6;
+    while (q < line.size() && json_space(line[q])) ++q;
+    if (q >= line.size() || line[q] != ':') continue;
+    ++q;
+    while (q < line.size() && json_space(line[q])) ++q;
+    if (q >= line.size() || line[q] != '"') continue;
+    const size_t begin = q + 1;
+    const void* end = std::memchr(line.data() + begin, '"', line.size() - begin);
+    if (end == nullptr) return std::nullopt;
+    return std::pair{begin, static_cast<size_t>(static_cast<const char*>(end) - line.data())};
+  }
+}
+
+// In place of a long data value: "\u0000", which no line taking this path has elsewhere
+// (it has no \u at all), so the parsed document shows whether the value found by hand is
+// the object's own "data".
+constexpr std::string_view kMarker = "\\u0000";
+constexpr size_t kFastDataChars = 256;
+
+std::optional<DsLine> parse_ds_doc(const rapidjson::Document& doc, bool lone, std::string* decoded_data);
+
+}  // namespace
+
 std::optional<DsLine> parse_ds_line(std::string_view line) {
+  if (!may_be_ds_line(line) || line.find("\\u") != std::string_view::npos) return parse_ds_line_whole(line);
+  if (auto span = data_value(line); span && span->second - span->first >= kFastDataChars) {
+    // A long base64 write: RapidJSON parses the line with the value cut out, the value is
+    // decoded straight from the line. Whatever does not fit this is parsed whole, with the
+    // same errors.
+    const std::string_view data = line.substr(span->first, span->second - span->first);
+    std::string rest;
+    rest.reserve(line.size() - data.size() + kMarker.size());
+    rest.append(line.substr(0, span->first)).append(kMarker).append(line.substr(span->second));
+    rapidjson::Document doc;
+    doc.Parse(rest.data(), rest.size());
+    if (!doc.HasParseError() && doc.IsObject() && data.find('\r') == std::string_view::npos) {
+      const Value* v = member(doc, "data");
+      if (v && v->IsString() && v->GetStringLength() == 1 && v->GetString()[0] == '\0') {
+        if (auto decoded = http::base64_decode(data)) return parse_ds_doc(doc, false, &*decoded);
+      }
+    }
+  }
+  return parse_ds_line_whole(line);
+}
+
+std::optional<DsLine> parse_ds_line_whole(std::string_view line) {
   if (!may_be_ds_line(line)) return std::nullopt;
-  // Only a line with a \u escape can hold a lone surrogate: the others (every base64 write)
-  // are parsed as they are, without a copy.
+  // Only a line with a \u escape can hold a lone surrogate: the others are parsed as they
+  // are, without a copy.
   std::string text;
   bool lone = false;
   if (line.find("\\u") != std::string_view::npos) {
@@ -270,6 +333,13 @@ std::optional<DsLine> parse_ds_line(std::string_view line) {
   }
   rapidjson::Document doc;
   doc.Parse(line.data(), line.size());
+  return parse_ds_doc(doc, lone, nullptr);
+}
+
+namespace {
+
+// `decoded_data`: the decoded bytes of a "data" value parse_ds_line cut out of the line.
+std::optional<DsLine> parse_ds_doc(const rapidjson::Document& doc, bool lone, std::string* decoded_data) {
   if (doc.HasParseError() || !doc.IsObject()) return std::nullopt;
   const Value* ds = member(doc, "ds");
   if (!ds || !ds->IsString() || member(doc, "stream")) return std::nullopt;
@@ -342,6 +412,8 @@ std::optional<DsLine> parse_ds_line(std::string_view line) {
       if (txt) {
         w.bytes = std::string(sv(v));
         w.decode_failed = lone || !valid_utf8(w.bytes);
+      } else if (decoded_data) {
+        w.bytes = std::move(*decoded_data);
       } else if (auto decoded = http::base64_decode(sv(v))) {
         w.bytes = std::move(*decoded);
       } else {
@@ -368,6 +440,8 @@ std::optional<DsLine> parse_ds_line(std::string_view line) {
   }
   return bad("unknown ds value", req);
 }
+
+}  // namespace
 
 std::string opened_line(std::optional<uint32_t> req, std::string_view stream_id) {
   rapidjson::StringBuffer buf;
@@ -459,18 +533,23 @@ std::string encode_header(const Header& h) {
 }
 
 std::string encode_chunk(std::string_view stream_id, uint64_t index, std::string_view bytes) {
-  rapidjson::StringBuffer buf;
-  Writer w(buf);
-  w.StartObject();
-  str(w, "t", "chunk");
-  str(w, "stream_id", stream_id);
-  w.Key("chunk_index");
-  w.Uint64(index);
-  str(w, "content", http::base64_encode(bytes));
-  w.Key("version");
-  w.Uint(0);
-  w.EndObject();
-  return std::string(buf.GetString(), buf.GetSize());
+  // Built around the base64, which is most of the message and needs no escaping; the same
+  // JSON as a Writer would give.
+  std::string out;
+  out.reserve(80 + stream_id.size() + (bytes.size() + 2) / 3 * 4);
+  out += R"({"t":"chunk","stream_id":)";
+  {
+    rapidjson::StringBuffer buf;
+    Writer w(buf);
+    w.String(stream_id.data(), static_cast<rapidjson::SizeType>(stream_id.size()));
+    out.append(buf.GetString(), buf.GetSize());
+  }
+  out += R"(,"chunk_index":)";
+  out += std::to_string(index);
+  out += R"(,"content":")";
+  http::base64_append(out, bytes);
+  out += R"(","version":0})";
+  return out;
 }
 
 std::string encode_trailer(std::string_view stream_id, std::string_view reason, const Attributes& attributes) {

@@ -11,7 +11,10 @@
 //  - cut_point never passes max, is 0 only for max 0 or an empty buffer, is min(size,
 //    max) for bytes, and for text cuts of valid UTF-8 with max >= 4 leaves two valid
 //    halves;
-//  - valid_utf8 agrees with a table-driven reference (Unicode Table 3-7).
+//  - valid_utf8 agrees with a table-driven reference (Unicode Table 3-7);
+//  - parse_ds_line (a long base64 value found by hand) gives what parse_ds_line_whole
+//    gives, for the input and for the input with a 300-character value spliced in at
+//    each '@' (so the hand-found value meets every surrounding the fuzzer makes).
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
@@ -177,11 +180,46 @@ void check_cut(std::string_view buf, size_t max) {
   }
 }
 
+// 300 base64 characters (225 bytes): past the length that takes parse_ds_line's fast path.
+const std::string kLongBase64 = [] {
+  std::string s;
+  for (int i = 0; i < 75; ++i) s += "QUJD";
+  return s;
+}();
+
+std::string describe(const std::optional<DsLine>& p) {
+  if (!p) return "none";
+  std::string out = std::to_string(p->index());
+  if (const auto* w = std::get_if<WriteLine>(&*p))
+    out += w->stream_id + '|' + std::to_string(w->text) + std::to_string(w->decode_failed) + '|' + w->bytes;
+  if (const auto* e = std::get_if<LineError>(&*p))
+    out += std::to_string(static_cast<int>(e->code)) + e->message + '|' + e->stream_id.value_or("-") + '|' +
+           (e->req ? std::to_string(*e->req) : "-");
+  if (const auto* c = std::get_if<CloseLine>(&*p)) out += c->stream_id;
+  if (const auto* a = std::get_if<AbortLine>(&*p)) out += a->stream_id + '|' + a->reason;
+  return out;
+}
+
+void check_same_parse(std::string_view line) {
+  if (describe(parse_ds_line(line)) != describe(parse_ds_line_whole(line))) abort();
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string_view text(reinterpret_cast<const char*>(data), size);
   check_ds_line(text);
+  check_same_parse(text);
+  if (text.find('@') != std::string_view::npos) {
+    std::string spliced;
+    for (char c : text) {
+      if (c == '@')
+        spliced += kLongBase64;
+      else
+        spliced += c;
+    }
+    check_same_parse(spliced);
+  }
   check_inbound(text);
   if (valid_utf8(text) != reference_utf8(text)) abort();
   // The first byte picks max (0..255); the rest is the buffer. Chunking the whole buffer

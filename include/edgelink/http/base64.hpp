@@ -14,6 +14,8 @@ namespace edgelink::http {
 
 // Standard alphabet, '=' padded.
 std::string base64_encode(std::string_view bytes);
+// The same, appended to `out` (a message built around the encoding needs no second copy).
+void base64_append(std::string& out, std::string_view bytes);
 
 // RFC 4648 §4, padding required. As Go's StdEncoding: '\r' and '\n' are skipped
 // anywhere; what remains is a multiple of 4 characters with '=' only as the last one

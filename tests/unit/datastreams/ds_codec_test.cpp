@@ -1,4 +1,5 @@
 #include "edgelink/datastreams/ds_codec.hpp"
+#include "edgelink/http/base64.hpp"
 
 #include <catch2/catch.hpp>
 
@@ -13,6 +14,8 @@ using namespace edgelink;
 using namespace edgelink::datastreams;
 
 namespace {
+
+std::string base64_of(const std::string& bytes) { return http::base64_encode(bytes); }
 
 constexpr const char* kId = "6f1c9e2a-5b7d-4c1e-9a43-2f0e8b7d1c55";
 
@@ -452,6 +455,63 @@ TEST_CASE("parse_ds_line: decode failures end the stream, not the line", "[datas
 }
 
 // ---- replies ----
+
+TEST_CASE("parse_ds_line: a long base64 write reads as the whole-line parse does", "[datastreams]") {
+  // A write with a long "data" value has its value found by hand and the rest parsed;
+  // every line here must give what parsing the whole line gives.
+  std::string raw;
+  for (int i = 0; i < 3000; ++i) raw += static_cast<char>(i * 31 + 7);
+  const std::string b64 = base64_of(raw);
+  auto same = [](const std::string& line) {
+    INFO(line.substr(0, 160));
+    const auto fast = parse_ds_line(line);
+    const auto whole = parse_ds_line_whole(line);
+    REQUIRE(fast.has_value() == whole.has_value());
+    if (!fast) return;
+    REQUIRE(fast->index() == whole->index());
+    if (const auto* w = std::get_if<WriteLine>(&*fast)) {
+      const auto& v = std::get<WriteLine>(*whole);
+      CHECK(w->stream_id == v.stream_id);
+      CHECK(w->text == v.text);
+      CHECK(w->decode_failed == v.decode_failed);
+      CHECK(w->bytes == v.bytes);
+    } else if (const auto* e = std::get_if<LineError>(&*fast)) {
+      const auto& v = std::get<LineError>(*whole);
+      CHECK(e->code == v.code);
+      CHECK(e->message == v.message);
+      CHECK(e->stream_id == v.stream_id);
+    }
+  };
+  const std::string d = "\"" + b64 + "\"";
+  // The usual shapes: compact, Python's json.dumps spacing, data first or last.
+  same(R"({"ds":"write","stream_id":"s","data":)" + d + "}");
+  same(R"({"ds": "write", "stream_id": "s", "data": )" + d + "}");
+  same(R"({"data":)" + d + R"(,"ds":"write","stream_id":"s"})");
+  same(R"({ "data" :  )" + d + R"( , "stream_id":"s","ds":"write"})");
+  CHECK(as<WriteLine>(R"({"ds":"write","stream_id":"s","data":)" + d + "}").bytes == raw);
+  // A "data" inside a nested object or a string value comes first: still the object's own.
+  same(R"({"ds":"write","stream_id":"s","x":{"data":)" + d + R"(},"data":"QUJD"})");
+  same(R"({"ds":"write","stream_id":"s","x":{"data":"QUJD"},"data":)" + d + "}");
+  same(R"({"ds":"write","stream_id":"s","x":"\"data\":\"","data":)" + d + "}");
+  same(R"({"ds":"write","stream_id":"s","x":{"data":)" + d + R"(},"data":""})");
+  // Escapes in the value: '\/' is '/', valid JSON; a lone '\' or a raw CR is not.
+  std::string slashed = b64;
+  for (size_t i = 0; (i = slashed.find('/', i)) != std::string::npos; i += 2) slashed.insert(i, "\\");
+  REQUIRE(slashed != b64);
+  same(R"({"ds":"write","stream_id":"s","data":")" + slashed + "\"}");
+  CHECK(as<WriteLine>(R"({"ds":"write","stream_id":"s","data":")" + slashed + "\"}").bytes == raw);
+  same(R"({"ds":"write","stream_id":"s","data":")" + b64.substr(0, 400) + "\r" + b64.substr(400) + "\"}");
+  same(R"({"ds":"write","stream_id":"s","data":")" + b64.substr(0, 400) + "\\" + b64.substr(400) + "\"}");
+  // Not base64, not a write, both data and text, two "data" keys, broken JSON after it.
+  same(R"({"ds":"write","stream_id":"s","data":")" + b64.substr(0, 401) + "\"}");
+  same(R"({"ds":"close","stream_id":"s","data":)" + d + "}");
+  same(R"({"ds":"write","stream_id":"s","text":"a","data":)" + d + "}");
+  same(R"({"ds":"write","stream_id":"s","data":)" + d + R"(,"data":"QUJD"})");
+  same(R"({"ds":"write","stream_id":"s","data":)" + d + R"(,})");
+  same(R"({"ds":"write","stream_id":"s","data":)" + d);
+  same(R"({"ds":"write","stream":"s","data":)" + d + "}");
+  same(R"({"ds":"write","data":)" + d + "}");
+}
 
 TEST_CASE("reply lines are exact", "[datastreams]") {
   CHECK(opened_line(7, kId) == std::string(R"({"ds":"opened","req":7,"stream_id":")") + kId + "\"}\n");

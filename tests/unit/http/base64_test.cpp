@@ -75,6 +75,35 @@ TEST_CASE("base64_decode refuses what Go's StdEncoding refuses", "[http]") {
   CHECK_FALSE(base64_decode("Zm\x80v"));
 }
 
+TEST_CASE("base64_decode refuses a bad character at any place of a long input", "[http]") {
+  // Whole quanta are decoded four characters at a time; each place of a quantum counts.
+  std::string bytes;
+  for (int i = 0; i < 300; ++i) bytes += static_cast<char>(i * 7);
+  const std::string good = base64_encode(bytes);
+  REQUIRE(base64_decode(good) == bytes);
+  for (size_t at : {size_t{0}, size_t{1}, size_t{2}, size_t{3}, size_t{201}, size_t{202}, good.size() - 3}) {
+    for (char bad : {'-', '_', ' ', '\0', '\x80', '\xff', '='}) {
+      std::string text = good;
+      text[at] = bad;
+      INFO("at " << at << " char " << int(static_cast<unsigned char>(bad)));
+      CHECK_FALSE(base64_decode(text));
+    }
+  }
+  // Line breaks anywhere are still skipped, as Go does.
+  std::string broken = good;
+  broken.insert(101, "\r\n");
+  broken.insert(7, "\n");
+  CHECK(base64_decode(broken) == bytes);
+}
+
+TEST_CASE("base64_append appends the encoding", "[http]") {
+  std::string out = "x:";
+  base64_append(out, "foob");
+  CHECK(out == "x:Zm9vYg==");
+  base64_append(out, "");
+  CHECK(out == "x:Zm9vYg==");
+}
+
 TEST_CASE("base64url raw encodes with '-' and '_' and without padding", "[http]") {
   CHECK(base64url_encode_raw("") == "");
   CHECK(base64url_encode_raw("f") == "Zg");
