@@ -310,7 +310,9 @@ std::optional<DsLine> parse_ds_line(std::string_view line) {
     rest.append(line.substr(0, span->first)).append(kMarker).append(line.substr(span->second));
     rapidjson::Document doc;
     doc.Parse(rest.data(), rest.size());
-    if (!doc.HasParseError() && doc.IsObject() && data.find('\r') == std::string_view::npos) {
+    // A raw CR or LF makes the JSON invalid; base64_decode would skip it.
+    const bool breaks = data.find('\r') != std::string_view::npos || data.find('\n') != std::string_view::npos;
+    if (!breaks && !doc.HasParseError() && doc.IsObject()) {
       const Value* v = member(doc, "data");
       if (v && v->IsString() && v->GetStringLength() == 1 && v->GetString()[0] == '\0') {
         if (auto decoded = http::base64_decode(data)) return parse_ds_doc(doc, false, &*decoded);

@@ -502,6 +502,7 @@ TEST_CASE("parse_ds_line: a long base64 write reads as the whole-line parse does
   CHECK(as<WriteLine>(R"({"ds":"write","stream_id":"s","data":")" + slashed + "\"}").bytes == raw);
   same(R"({"ds":"write","stream_id":"s","data":")" + b64.substr(0, 400) + "\r" + b64.substr(400) + "\"}");
   same(R"({"ds":"write","stream_id":"s","data":")" + b64.substr(0, 400) + "\\" + b64.substr(400) + "\"}");
+  same(R"({"ds":"write","stream_id":"s","data":")" + b64.substr(0, 400) + "\n" + b64.substr(400) + "\"}");
   // Not base64, not a write, both data and text, two "data" keys, broken JSON after it.
   same(R"({"ds":"write","stream_id":"s","data":")" + b64.substr(0, 401) + "\"}");
   same(R"({"ds":"close","stream_id":"s","data":)" + d + "}");
