@@ -2,6 +2,7 @@
 // the rtstream sessions bridged to local ports, with the checks that span both.
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 
 #include "config_loader.hpp"
@@ -75,6 +76,35 @@ void Loader::check_devices() {
   }
 }
 
+namespace {
+bool valid_ble_address(std::string_view a) {
+  if (a.size() != 17) return false;
+  for (size_t i = 0; i < a.size(); ++i) {
+    if (i % 3 == 2) {
+      if (a[i] != ':') return false;
+    } else if (!std::isxdigit(static_cast<unsigned char>(a[i]))) {
+      return false;
+    }
+  }
+  return true;
+}
+bool valid_uuid(std::string_view u) {
+  if (u.size() != 36) return false;
+  for (size_t i = 0; i < u.size(); ++i) {
+    if (i == 8 || i == 13 || i == 18 || i == 23) {
+      if (u[i] != '-') return false;
+    } else if (!std::isxdigit(static_cast<unsigned char>(u[i]))) {
+      return false;
+    }
+  }
+  return true;
+}
+bool valid_adapter(std::string_view a) {
+  if (a.empty() || a.size() > 32) return false;
+  return std::all_of(a.begin(), a.end(), [](unsigned char c) { return std::isalnum(c) || c == '_'; });
+}
+}  // namespace
+
 void Loader::load_devices(const toml::table& t, std::map<std::string, DeviceConfig>& devices) {
   for (auto&& [k, v] : t) {
     const std::string name(k.str());
@@ -101,9 +131,10 @@ void Loader::load_devices(const toml::table& t, std::map<std::string, DeviceConf
           d.transport = DeviceTransport::Serial;
           transport_ok = true;
         } else if (iequals(*s, "ble")) {
-          error(dv, kpath + ": \"ble\" is not supported yet; only \"serial\" is");
+          d.transport = DeviceTransport::Ble;
+          transport_ok = true;
         } else {
-          error(dv, kpath + ": must be \"serial\" (\"ble\" is planned), got " + quote(*s));
+          error(dv, kpath + ": must be \"serial\" or \"ble\", got " + quote(*s));
         }
       } else if (key == "path") {
         auto p = string_value(dv, kpath);
@@ -143,11 +174,57 @@ void Loader::load_devices(const toml::table& t, std::map<std::string, DeviceConf
         assign(d.max_frame_bytes, int_as<size_t>(dv, kpath, kMinDeviceFrameBytes, kMaxDeviceFrameBytes));
       } else if (key == "publish") {
         load_device_publish(dv, kpath, d);
+      } else if (key == "address") {
+        auto a = string_value(dv, kpath);
+        if (a && !valid_ble_address(*a)) {
+          error(dv, kpath + ": must be a Bluetooth address like \"AA:BB:CC:DD:EE:FF\", got " + quote(*a));
+          a.reset();
+        }
+        if (a) std::transform(a->begin(), a->end(), a->begin(), [](unsigned char c) { return std::toupper(c); });
+        assign(d.ble_address, std::move(a));
+      } else if (key == "name") {
+        auto n = string_value(dv, kpath);
+        if (n && (n->empty() || n->size() > 248)) {
+          error(dv, kpath + ": an advertised name is 1..248 bytes, got " + quote(*n));
+          n.reset();
+        }
+        assign(d.ble_name, std::move(n));
+      } else if (key == "adapter") {
+        auto a = string_value(dv, kpath);
+        if (a && !valid_adapter(*a)) {
+          error(dv, kpath + ": must be a BlueZ adapter name like \"hci0\", got " + quote(*a));
+          a.reset();
+        }
+        assign(d.ble_adapter, std::move(a));
+      } else if (key == "service_uuid" || key == "command_uuid" || key == "response_uuid") {
+        auto u = string_value(dv, kpath);
+        if (u && !valid_uuid(*u)) {
+          error(dv, kpath + ": must be a 128-bit UUID like \"aa76677e-9cfd-4626-a510-0d305be57c8d\", got " + quote(*u));
+          u.reset();
+        }
+        if (u) std::transform(u->begin(), u->end(), u->begin(), [](unsigned char c) { return std::tolower(c); });
+        assign(key == "service_uuid" ? d.ble_service_uuid : key == "command_uuid" ? d.ble_command_uuid : d.ble_response_uuid,
+               std::move(u));
+      } else if (key == "max_write") {
+        assign(d.ble_max_write, int_as<size_t>(dv, kpath, 20, 512));
       } else {
         unknown(dk, "in [" + path + "]");
       }
     }
-    if (transport_ok && !dt->contains("path")) missing(*dt, path + ".path");
+    if (transport_ok && d.transport == DeviceTransport::Serial) {
+      if (!dt->contains("path")) missing(*dt, path + ".path");
+      for (const char* k : {"address", "name", "adapter", "service_uuid", "command_uuid", "response_uuid", "max_write"})
+        if (const toml::node* n = dt->get(k)) error(*n, path + "." + k + ": only used with transport = \"ble\"");
+    } else if (transport_ok && d.transport == DeviceTransport::Ble) {
+      const bool has_address = dt->contains("address"), has_name = dt->contains("name");
+      if (!has_address && !has_name)
+        error(*dt, path + ": a ble device needs address (\"AA:BB:CC:DD:EE:FF\") or name (its advertised name)");
+      if (has_address && has_name) error(*dt->get("name"), path + ".name: give address or name, not both");
+      for (const char* k : {"path", "baud"})
+        if (const toml::node* n = dt->get(k)) error(*n, path + "." + k + ": only used with transport = \"serial\"");
+      if (const toml::node* n = dt->get("framing"); n && framing_ok && d.framing != DeviceFraming::Hdlc)
+        error(*n, path + ".framing: a ble device carries HDLC frames only (ricrest.md §3.5)");
+    }
     const toml::node* log_stream = dt->get("log_stream");
     if (log_stream && framing_ok && d.framing != DeviceFraming::Console) {
       error(*log_stream, path + ".log_stream: only used with framing = \"console\" (an HDLC port carries no log text)");

@@ -194,8 +194,19 @@ std::string to_toml(const Config& c) {
   for (const auto& [name, d] : c.devices) {
     o << "\n[devices." << key(name) << "]\n";
     o << "transport = \"" << to_string(d.transport) << "\"\n";
-    o << "path = " << str(d.path) << "\n";
-    o << "baud = " << d.baud << "\n";
+    if (d.transport == DeviceTransport::Ble) {
+      if (!d.ble_address.empty()) o << "address = " << str(d.ble_address) << "\n";
+      if (!d.ble_name.empty()) o << "name = " << str(d.ble_name) << "\n";
+      o << "adapter = " << str(d.ble_adapter) << "\n";
+      // Empty: the primary Raft service UUID or the alternative one (ricrest.md §3.5).
+      if (!d.ble_service_uuid.empty()) o << "service_uuid = " << str(d.ble_service_uuid) << "\n";
+      o << "command_uuid = " << str(d.ble_command_uuid) << "\n";
+      o << "response_uuid = " << str(d.ble_response_uuid) << "\n";
+      o << "max_write = " << d.ble_max_write << "\n";
+    } else {
+      o << "path = " << str(d.path) << "\n";
+      o << "baud = " << d.baud << "\n";
+    }
     o << "framing = \"" << to_string(d.framing) << "\"\n";
     o << "max_frame_bytes = " << d.max_frame_bytes << "\n";
     // The loader refuses log_stream on an HDLC port, where it would mean nothing.
@@ -326,6 +337,7 @@ const char* to_string(LogLevel level) {
 const char* to_string(DeviceTransport transport) {
   switch (transport) {
     case DeviceTransport::Serial: return "serial";
+    case DeviceTransport::Ble: return "ble";
   }
   return "serial";
 }

@@ -8,6 +8,9 @@
 #include <utility>
 
 #include "device_hub_state.hpp"
+#include "edgelink/devices/ble_transport.hpp"
+#include "edgelink/devices/hdlc.hpp"
+#include "edgelink/devices/ricrest.hpp"
 #include "edgelink/util/wall_clock.hpp"
 
 namespace edgelink::devices {
@@ -149,18 +152,32 @@ std::shared_ptr<DeviceHub::Device> DeviceHub::build(const DeviceConfig& dc,
   d->stream_configs = streams;
   Device* raw = d.get();
 
-  SerialOptions so;
-  so.path = dc.path;
-  so.baud = dc.baud;
-  d->transport = std::make_unique<SerialTransport>(
-      io_, so,
-      [this, raw](std::span<const uint8_t> bytes) {
-        if (raw->stopped) return;
-        raw->sessions->on_bytes(bytes);
-        check_resets(*raw);
-        if (!raw->ticking) rearm(*raw);  // on_due rearms once it is done
-      },
-      [this, raw](bool up, std::error_code ec) { on_transport(*raw, up, ec); });
+  auto on_bytes = [this, raw](std::span<const uint8_t> bytes) {
+    if (raw->stopped) return;
+    raw->sessions->on_bytes(bytes);
+    check_resets(*raw);
+    if (!raw->ticking) rearm(*raw);  // on_due rearms once it is done
+  };
+  auto on_state = [this, raw](bool up, std::error_code ec) { on_transport(*raw, up, ec); };
+  if (dc.transport == edgelink::DeviceTransport::Ble) {
+    BleOptions bo;
+    bo.target.adapter = dc.ble_adapter;
+    bo.target.address = dc.ble_address;
+    bo.target.name = dc.ble_name;
+    bo.target.service_uuid = dc.ble_service_uuid;
+    bo.target.command_uuid = dc.ble_command_uuid;
+    bo.target.response_uuid = dc.ble_response_uuid;
+    bo.max_write = dc.ble_max_write;
+    // §3.5: bledisconnect before a deliberate disconnect (an unnumbered URL request).
+    std::vector<uint8_t> message;
+    if (encode_url(message, 0, "bledisconnect")) hdlc_encode(message, bo.goodbye);
+    d->transport = std::make_unique<BleTransport>(io_, std::move(bo), on_bytes, on_state);
+  } else {
+    SerialOptions so;
+    so.path = dc.path;
+    so.baud = dc.baud;
+    d->transport = std::make_unique<SerialTransport>(io_, so, on_bytes, on_state);
+  }
 
   DeviceLinkOptions lo;
   lo.framing = dc.framing == DeviceFraming::Console ? Framing::Console : Framing::Hdlc;
@@ -278,10 +295,12 @@ std::vector<std::string> DeviceHub::open(Device& d) {
     s->bridge_error = s->bridge->open();
     if (!s->bridge_error.empty()) errors.push_back(s->bridge_error);
   }
-  log::info(kLog, d.config.name, ": ", d.config.path, " at ", d.config.baud, " baud, ", to_string(d.config.framing),
+  log::info(kLog, d.config.name, ": ", d.transport->where(),
+            d.config.transport == edgelink::DeviceTransport::Serial ? " at " + std::to_string(d.config.baud) + " baud" : "", ", ",
+            to_string(d.config.framing),
             " framing, ", d.streams.size(), " rtstreams");
   if (std::error_code ec = d.transport->start())
-    errors.push_back("device " + d.config.name + ": " + d.config.path + ": " + ec.message());
+    errors.push_back("device " + d.config.name + ": " + d.transport->where() + ": " + ec.message());
   rearm(d);
   return errors;
 }
@@ -388,12 +407,13 @@ void DeviceHub::on_transport(Device& d, bool up, std::error_code ec) {
   d.since_ms = unix_ms();
   if (up) {
     ++d.ups;
-    log::info(kLog, d.config.name, ": ", d.config.path, " is open");
+    log::info(kLog, d.config.name, ": ", d.transport->where(), " is open");
     status_point(d, "up", "");
   } else {
     ++d.downs;
-    d.last_down = ec ? ec.message() : "closed";
-    log::warn(kLog, d.config.name, ": ", d.config.path, " closed (", d.last_down, "); reopening it on a backoff");
+    const std::string why = d.transport->error_text();
+    d.last_down = !why.empty() ? why : ec ? ec.message() : "closed";
+    log::warn(kLog, d.config.name, ": ", d.transport->where(), " closed (", d.last_down, "); reopening it on a backoff");
     status_point(d, "down", d.last_down);
   }
   d.sessions->on_transport_state(up, Clock::now());
@@ -463,8 +483,8 @@ void DeviceHub::status_point(Device& d, const char* state, std::string_view deta
   emit_point(kDeviceStatusStream, d, d.status_points_dropped, [&](PointWriter& w) {
     w.Key("state");
     w.String(state);
-    w.Key("path");
-    w.String(clean_log_text(d.config.path));
+    w.Key("path");  // the port, or the BLE address or name
+    w.String(clean_log_text(d.transport->where()));
     if (!detail.empty()) {
       w.Key("detail");
       w.String(clean_log_text(detail));

@@ -74,7 +74,7 @@ struct DeviceHub::Device {
   std::weak_ptr<Device> self;  // for posted handlers
   DeviceConfig config;
   std::vector<RtStreamConfig> stream_configs;  // as configured, to see reload changes
-  std::unique_ptr<SerialTransport> transport;
+  std::unique_ptr<DeviceTransport> transport;  // SerialTransport or BleTransport
   std::unique_ptr<DeviceSessions> sessions;
   std::unique_ptr<DeadlineTimer> timer;
   std::vector<std::unique_ptr<Stream>> streams;

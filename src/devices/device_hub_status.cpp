@@ -47,33 +47,20 @@ void DeviceHub::write_status(JsonObject& devices) const {
           .u64("coposts", d.coposts.size())
           .u64("observers", static_cast<uint64_t>(std::count_if(
               d.observers.begin(), d.observers.end(), [](const auto& e) { return !e.second.ended; })));
-      o.str("name", name)
-          .str("path", d.config.path)
-          .u64("baud", d.config.baud)
-          .str("framing", to_string(d.config.framing))
+      o.str("name", name);
+      if (d.config.transport == edgelink::DeviceTransport::Serial) o.str("path", d.config.path).u64("baud", d.config.baud);
+      o.str("framing", to_string(d.config.framing))
           .u64("max_frame_bytes", d.config.max_frame_bytes)
           .str("state", d.stopped ? "stopped" : d.up ? "up" : "down");
-      const std::error_code te = d.transport->last_error();
-      o.str("last_error", d.up ? std::string() : te ? te.message() : d.last_down)
+      const std::string te = d.transport->error_text();
+      o.str("last_error", d.up ? std::string() : !te.empty() ? te : d.last_down)
           .u64("ups", d.ups)
           .u64("downs", d.downs)
           .u64("log_lines", d.log_lines)
           .u64("log_points_dropped", d.log_points_dropped)
           .u64("status_points_dropped", d.status_points_dropped);
 
-      o.object("serial", [&](JsonObject& j) {
-        const SerialStats& ss = d.transport->stats();
-        j.u64("open_attempts", ss.open_attempts)
-            .u64("open_failures", ss.open_failures)
-            .u64("opens", ss.opens)
-            .u64("disconnects", ss.disconnects)
-            .u64("bytes_in", ss.bytes_in)
-            .u64("bytes_in_pending", ss.bytes_in_pending)
-            .u64("bytes_out", ss.bytes_out)
-            .u64("queued_bytes", d.transport->queued_bytes())
-            .u64("writes_refused", ss.writes_refused_down + ss.writes_refused_full)
-            .u64("bytes_discarded", ss.bytes_discarded);
-      });
+      d.transport->write_status(o);
 
       // DeviceLink's counters; "link" itself is the up/down of the spec.
       o.object("link_counters", [&](JsonObject& j) {

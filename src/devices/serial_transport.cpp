@@ -9,6 +9,8 @@
 #include <cerrno>
 #include <utility>
 
+#include "edgelink/util/json_object.hpp"
+
 namespace edgelink::devices {
 
 namespace {
@@ -271,6 +273,21 @@ void SerialTransport::fail(std::error_code ec) {
   // backoff_ was reset by the last successful open: the first reopen comes after
   // reconnect_min, later ones further apart while the device stays away.
   if (running_ && !up_) schedule_reopen();
+}
+
+void SerialTransport::write_status(JsonObject& device) const {
+  device.object("serial", [&](JsonObject& j) {
+    j.u64("open_attempts", stats_.open_attempts)
+        .u64("open_failures", stats_.open_failures)
+        .u64("opens", stats_.opens)
+        .u64("disconnects", stats_.disconnects)
+        .u64("bytes_in", stats_.bytes_in)
+        .u64("bytes_in_pending", stats_.bytes_in_pending)
+        .u64("bytes_out", stats_.bytes_out)
+        .u64("queued_bytes", queued_bytes())
+        .u64("writes_refused", stats_.writes_refused_down + stats_.writes_refused_full)
+        .u64("bytes_discarded", stats_.bytes_discarded);
+  });
 }
 
 }  // namespace edgelink::devices

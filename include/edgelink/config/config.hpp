@@ -19,7 +19,7 @@ enum class Compression { Disabled, Lz4 };
 enum class FsyncPolicy { Batch, Interval, Never };
 // How edgelink reaches a device. Only serial exists; "ble" is recognised and refused
 // with "not supported yet" until the BLE transport lands.
-enum class DeviceTransport { Serial };
+enum class DeviceTransport { Serial, Ble };
 // The byte format on the port (ricrest.md §3.3): plain HDLC on a CommandSerial UART,
 // or OverAscii-wrapped HDLC mixed with log text on a SerialConsole port.
 enum class DeviceFraming { Hdlc, Console };
@@ -169,6 +169,15 @@ struct DeviceConfig {
   // [[devices.NAME.publish]]: StatePublisher topics subscribed after every link-up and
   // reset, each publish forwarded as a data point on `stream` (ricrest.md §7.3–§7.4).
   std::vector<DevicePublishConfig> publish;
+  // transport = "ble" (ricrest.md §3.5): the device by address or by advertised name
+  // (exactly one), on a BlueZ adapter; the UUIDs default to the Raft service's.
+  std::string ble_address;  // "AA:BB:CC:DD:EE:FF", upper case
+  std::string ble_name;
+  std::string ble_adapter = "hci0";
+  std::string ble_service_uuid;   // empty: either Raft service UUID
+  std::string ble_command_uuid = "aa76677e-9cfd-4626-a510-0d305be57c8e";
+  std::string ble_response_uuid = "aa76677e-9cfd-4626-a510-0d305be57c8f";
+  size_t ble_max_write = 512;  // bytes per GATT write, also bounded by the ATT MTU - 3
   bool operator==(const DeviceConfig&) const = default;
 };
 

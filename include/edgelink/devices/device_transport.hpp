@@ -1,6 +1,6 @@
 #pragma once
-// What the device layer needs from a byte transport to one MCU: a serial port today
-// (SerialTransport), BLE later. Bytes come in through the owner's bytes handler, in
+// What the device layer needs from a byte transport to one MCU: a serial port
+// (SerialTransport) or a BLE GATT link through BlueZ (BleTransport). Bytes come in through the owner's bytes handler, in
 // order; up/down through its state handler.
 //
 // deliver_pending() exists for the rtstream block window (spec/ricrest.md §6.1.3).
@@ -15,7 +15,12 @@
 #include <cstddef>
 #include <cstdint>
 #include <span>
+#include <string>
 #include <system_error>
+
+namespace edgelink {
+class JsonObject;
+}
 
 namespace edgelink::devices {
 
@@ -37,6 +42,12 @@ class DeviceTransport {
   virtual bool is_up() const = 0;
   // Bytes accepted by write() and not yet on the wire.
   virtual size_t queued_bytes() const = 0;
+  // Why the link last went down or the last attempt failed, for people; empty while up.
+  virtual std::string error_text() const = 0;
+  // Where the device is, for logs: the port's path, or the BLE address or name.
+  virtual std::string where() const = 0;
+  // The transport's own counters, as one member of the device's status object.
+  virtual void write_status(JsonObject& device) const = 0;
 };
 
 }  // namespace edgelink::devices

@@ -92,6 +92,9 @@ class SerialTransport final : public DeviceTransport {
   std::chrono::milliseconds backoff() const { return backoff_; }
   // Why the port last closed or the last open failed; empty while up.
   std::error_code last_error() const { return last_error_; }
+  std::string error_text() const override { return last_error_ ? last_error_.message() : std::string(); }
+  std::string where() const override { return options_.path; }
+  void write_status(JsonObject& device) const override;  // "serial": {...}
   const SerialStats& stats() const { return stats_; }
   const SerialOptions& options() const { return options_; }
 

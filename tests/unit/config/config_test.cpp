@@ -594,16 +594,71 @@ mqtt = true
             .config);
 }
 
+TEST_CASE("config: ble devices", "[config][devices]") {
+  const std::string ids = kIds;
+  const auto a = load(ids + "[devices.bot]\ntransport = \"BLE\"\naddress = \"aa:bb:cc:dd:ee:0f\"\n");
+  INFO(all_issues(a.errors));
+  REQUIRE(a.config);
+  const DeviceConfig& d = a.config->devices.at("bot");
+  CHECK(d.transport == DeviceTransport::Ble);
+  CHECK(d.ble_address == "AA:BB:CC:DD:EE:0F");  // BlueZ spells addresses in upper case
+  CHECK(d.ble_name.empty());
+  CHECK(d.ble_adapter == "hci0");
+  CHECK(d.ble_service_uuid.empty());  // either Raft service UUID
+  CHECK(d.ble_command_uuid == "aa76677e-9cfd-4626-a510-0d305be57c8e");
+  CHECK(d.ble_response_uuid == "aa76677e-9cfd-4626-a510-0d305be57c8f");
+  CHECK(d.ble_max_write == 512);
+  CHECK(d.framing == DeviceFraming::Hdlc);
+
+  const auto n = load(ids + "[devices.bot]\ntransport = \"ble\"\nname = \"RaftBot\"\nadapter = \"hci1\"\n"
+                            "service_uuid = \"DA903F65-D5C2-4F4D-A065-D1AADE7AF874\"\nmax_write = 182\n");
+  INFO(all_issues(n.errors));
+  REQUIRE(n.config);
+  const DeviceConfig& e = n.config->devices.at("bot");
+  CHECK(e.ble_name == "RaftBot");
+  CHECK(e.ble_adapter == "hci1");
+  CHECK(e.ble_service_uuid == "da903f65-d5c2-4f4d-a065-d1aade7af874");
+  CHECK(e.ble_max_write == 182);
+  // A BLE device can carry rtstreams and publish mappings like a serial one.
+  CHECK(load(ids + "[devices.bot]\ntransport = \"ble\"\nname = \"R\"\n[rtstreams.c]\ndevice = \"bot\"\n"
+                   "endpoint = \"upyconsole\"\nport = 7001\n")
+            .config);
+}
+
+TEST_CASE("config: ble device errors", "[config][devices]") {
+  const std::string ids = kIds;
+  const std::string ble = ids + "[devices.m]\ntransport = \"ble\"\n";
+  require_one_error(ble, "devices.m: a ble device needs address (\"AA:BB:CC:DD:EE:FF\") or name (its advertised name)", 3, 1);
+  require_one_error(ble + "address = \"AA:BB:CC:DD:EE\"\n",
+                    "devices.m.address: must be a Bluetooth address like \"AA:BB:CC:DD:EE:FF\", got \"AA:BB:CC:DD:EE\"", 5, 11);
+  require_one_error(ble + "address = \"AA-BB-CC-DD-EE-FF\"\n", "must be a Bluetooth address", 5, 11);
+  require_one_error(ble + "address = \"GG:BB:CC:DD:EE:FF\"\n", "must be a Bluetooth address", 5, 11);
+  require_one_error(ble + "address = \"AA:BB:CC:DD:EE:FF\"\nname = \"x\"\n",
+                    "devices.m.name: give address or name, not both", 6, 8);
+  require_one_error(ble + "name = \"x\"\npath = \"/dev/ttyACM0\"\n",
+                    "devices.m.path: only used with transport = \"serial\"", 6, 8);
+  require_one_error(ble + "name = \"x\"\nbaud = 115200\n", "devices.m.baud: only used with transport = \"serial\"", 6, 8);
+  require_one_error(ble + "name = \"x\"\nframing = \"console\"\n",
+                    "devices.m.framing: a ble device carries HDLC frames only", 6, 11);
+  require_one_error(ble + "name = \"x\"\nadapter = \"hci 0\"\n",
+                    "devices.m.adapter: must be a BlueZ adapter name like \"hci0\", got \"hci 0\"", 6, 11);
+  require_one_error(ble + "name = \"x\"\ncommand_uuid = \"1234\"\n",
+                    "devices.m.command_uuid: must be a 128-bit UUID like", 6, 16);
+  require_one_error(ble + "name = \"x\"\nmax_write = 10\n", "devices.m.max_write: must be an integer 20..512, got 10", 6, 13);
+  require_one_error(ble + "name = \"x\"\nmax_write = 513\n", "must be an integer 20..512", 6, 13);
+  // BLE keys on a serial device.
+  require_one_error(ids + "[devices.m]\npath = \"/dev/x\"\naddress = \"AA:BB:CC:DD:EE:FF\"\n",
+                    "devices.m.address: only used with transport = \"ble\"", 5, 11);
+}
+
 TEST_CASE("config: device errors", "[config][devices]") {
   const std::string ids = kIds;
   require_one_error(ids + "[devices.m]\n", "devices.m.path: required key is missing", 3, 1);
   require_one_error(ids + "[devices.m]\nbaud = 115200\n", "devices.m.path: required key is missing", 3, 1);
-  require_one_error(ids + "[devices.m]\npath = \"/dev/x\"\ntransport = \"ble\"\n",
-                    "devices.m.transport: \"ble\" is not supported yet; only \"serial\" is", 5, 13);
   // No follow-on "path missing" for a transport that is refused anyway.
-  require_one_error(ids + "[devices.m]\ntransport = \"BLE\"\n", "not supported yet", 4, 13);
+  require_one_error(ids + "[devices.m]\ntransport = \"usb\"\n", "devices.m.transport: must be \"serial\" or \"ble\", got \"usb\"", 4, 13);
   require_one_error(ids + "[devices.m]\npath = \"/dev/x\"\ntransport = \"usb\"\n",
-                    "devices.m.transport: must be \"serial\" (\"ble\" is planned), got \"usb\"", 5, 13);
+                    "devices.m.transport: must be \"serial\" or \"ble\", got \"usb\"", 5, 13);
   require_one_error(ids + "[devices.m]\npath = \"/dev/x\"\ntransport = 1\n",
                     "devices.m.transport: must be a string, got an integer", 5, 13);
   require_one_error(ids + "[devices.m]\npath = \"ttyUSB0\"\n",
