@@ -117,10 +117,29 @@ void MqttLink::close_client() {
   client_.reset();
 }
 
+namespace {
+std::string host_port(const BrokerServer& s) {
+  return (s.host.find(':') != std::string::npos ? "[" + s.host + "]" : s.host) + ":" + std::to_string(s.port);
+}
+}  // namespace
+
 std::string MqttLink::server_uri() const {
-  const BrokerConfig& b = config_.broker;
-  std::string host = b.host.find(':') != std::string::npos ? "[" + b.host + "]" : b.host;
-  return std::string(b.tls ? "ssl://" : "tcp://") + host + ":" + std::to_string(b.port);
+  return std::string(config_.broker.tls ? "ssl://" : "tcp://") + host_port(server());
+}
+
+std::string MqttLink::server_name() const { return host_port(server()); }
+
+std::vector<std::string> MqttLink::server_names() const {
+  std::vector<std::string> out;
+  for (const BrokerServer& s : config_.broker.servers) out.push_back(host_port(s));
+  return out;
+}
+
+void MqttLink::next_server() {
+  if (config_.broker.servers.size() < 2) return;
+  server_ = (server_ + 1) % config_.broker.servers.size();
+  ++counters_.server_changes;
+  log::info(kLog, "trying the next broker server: ", server_uri());
 }
 
 const char* MqttLink::state_name() const {
@@ -196,6 +215,8 @@ void MqttLink::connect() {
   opts.set_max_inflight(b.max_inflight);
   // Reconnects are ours (backoff with jitter, resubscribe, resend from the Outbox).
   opts.set_automatic_reconnect(false);
+  // The client was created with the first server; each attempt names the one in turn.
+  opts.set_servers(std::make_shared<const mqtt::string_collection>(mqtt::string_collection{server_uri()}));
   opts.set_will(mqtt::will_options(presence_topic_, std::string("offline"), 1, true));
   if (!b.username.empty()) opts.set_user_name(b.username);
   if (!b.password.empty()) opts.set_password(b.password);
@@ -242,6 +263,7 @@ void MqttLink::on_connect_result(bool ok, std::string error) {
     ++counters_.connect_failures;
     last_error_ = error;
     log::limited(limiter_, "connect", LogLevel::Warn, kLog, "cannot connect to ", server_uri(), ": ", error);
+    next_server();
     schedule_reconnect();
     return;
   }
@@ -250,7 +272,7 @@ void MqttLink::on_connect_result(bool ok, std::string error) {
   attempt_ = 0;
   set_state(State::Connected);
   last_error_.clear();
-  int n = set_nodelay_on_sockets_to(config_.broker.port);
+  int n = set_nodelay_on_sockets_to(server().port);
   log::info(kLog, "connected to ", server_uri(), n ? "" : " (TCP_NODELAY not set: socket not found)");
   try {
     client_->subscribe(actions_topic_, 1, nullptr, listener_->subscribe);
@@ -277,6 +299,9 @@ void MqttLink::on_connection_lost(std::string cause) {
     if (client_->is_connected()) client_->disconnect(0, nullptr, listener_->ignore);
   } catch (const mqtt::exception&) {
   }
+  // A lost node of a cluster: the next one, with the usual backoff (a lone server is
+  // simply tried again).
+  next_server();
   schedule_reconnect();
 }
 
@@ -360,6 +385,7 @@ void MqttLink::reconfigure(const Config& config) {
   if (same) return;
   log::info(kLog, "broker settings changed; reconnecting");
   config_ = config;
+  server_ = 0;
   reconnect_timer_.cancel();
   ++generation_;
   outbox_.requeue_all();

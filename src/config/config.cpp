@@ -142,6 +142,7 @@ void Loader::load(const toml::table& root, Config& c) {
   if (!root.contains("project_id")) error_nopos("project_id: required key is missing");
   if (!root.contains("device_id")) error_nopos("device_id: required key is missing");
   if (c.broker.client_id.empty()) c.broker.client_id = c.device_id;
+  if (c.broker.servers.empty()) c.broker.servers = {BrokerServer{c.broker.host, c.broker.port}};
 
   if (configured_streams_ > c.max_stream_count) {
     const toml::node* at = root.get("max_stream_count");
@@ -223,6 +224,89 @@ std::optional<std::string> Loader::bind_value(const toml::node& n, const std::st
   return bind;
 }
 
+// "host", "host:port", "[v6]" or "[v6]:port"; the port defaults to 1883.
+static std::optional<BrokerServer> parse_broker_server(std::string_view text, std::string& why) {
+  BrokerServer s;
+  std::string_view host = text, port;
+  if (!text.empty() && text.front() == '[') {
+    const size_t close = text.find(']');
+    if (close == std::string_view::npos) {
+      why = "an IPv6 address needs its closing ']'";
+      return std::nullopt;
+    }
+    host = text.substr(1, close - 1);
+    std::string_view rest = text.substr(close + 1);
+    if (!rest.empty()) {
+      if (rest.front() != ':') {
+        why = "expected ':' and a port after ']'";
+        return std::nullopt;
+      }
+      port = rest.substr(1);
+      if (port.empty()) {
+        why = "the port after ':' is missing";
+        return std::nullopt;
+      }
+    }
+  } else if (const size_t colon = text.rfind(':'); colon != std::string_view::npos) {
+    if (text.find(':') != colon) {
+      why = "an IPv6 address goes in brackets, like \"[::1]:1883\"";
+      return std::nullopt;
+    }
+    host = text.substr(0, colon);
+    port = text.substr(colon + 1);
+    if (port.empty()) {
+      why = "the port after ':' is missing";
+      return std::nullopt;
+    }
+  }
+  if (host.empty() || host.find_first_of(" \t/") != std::string_view::npos) {
+    why = "not a host name or address";
+    return std::nullopt;
+  }
+  s.host = std::string(host);
+  if (!port.empty()) {
+    unsigned value = 0;
+    for (char c : port) {
+      if (c < '0' || c > '9' || value > 65535) {
+        why = "the port must be a number 1..65535";
+        return std::nullopt;
+      }
+      value = value * 10 + static_cast<unsigned>(c - '0');
+    }
+    if (value < 1 || value > 65535) {
+      why = "the port must be a number 1..65535";
+      return std::nullopt;
+    }
+    s.port = static_cast<uint16_t>(value);
+  }
+  return s;
+}
+
+void Loader::load_broker_servers(const toml::node& v, const std::string& path, BrokerConfig& b) {
+  const auto* arr = v.as_array();
+  if (!arr) {
+    error(v, path + ": must be an array of \"host:port\" strings, got " + type_name(v));
+    return;
+  }
+  for (size_t i = 0; i < arr->size(); ++i) {
+    const toml::node& el = *arr->get(i);
+    const std::string epath = path + "[" + std::to_string(i) + "]";
+    auto text = string_value(el, epath);
+    if (!text) continue;
+    std::string why;
+    auto server = parse_broker_server(*text, why);
+    if (!server) {
+      error(el, epath + ": " + why + ", got " + quote(*text));
+      continue;
+    }
+    if (std::find(b.servers.begin(), b.servers.end(), *server) != b.servers.end()) {
+      error(el, epath + ": " + quote(*text) + " is listed twice");
+      continue;
+    }
+    b.servers.push_back(std::move(*server));
+  }
+}
+
 void Loader::load_broker(const toml::table& t, BrokerConfig& b) {
   for (auto&& [k, v] : t) {
     const std::string key(k.str());
@@ -232,6 +316,8 @@ void Loader::load_broker(const toml::table& t, BrokerConfig& b) {
       assign(b.host, string_value(v, path));
     } else if (key == "port") {
       assign(b.port, int_as<uint16_t>(v, path, 1, 65535));
+    } else if (key == "servers") {
+      load_broker_servers(v, path, b);
     } else if (key == "client_id") {
       assign(b.client_id, string_value(v, path));
     } else if (key == "username") {
@@ -251,6 +337,18 @@ void Loader::load_broker(const toml::table& t, BrokerConfig& b) {
       }
     } else {
       unknown(k, "in [broker]");
+    }
+  }
+
+  if (const toml::node* servers = t.get("servers")) {
+    for (const char* single : {"host", "port"})
+      if (const toml::node* n = t.get(single))
+        error(*n, std::string("broker.") + single + ": cannot be combined with broker.servers; list every node in servers");
+    if (!b.servers.empty()) {
+      b.host = b.servers.front().host;
+      b.port = b.servers.front().port;
+    } else if (servers->is_array() && servers->as_array()->empty()) {
+      error(*servers, "broker.servers: needs at least one \"host:port\"");
     }
   }
 

@@ -101,8 +101,18 @@ std::string to_toml(const Config& c) {
 
   const BrokerConfig& b = c.broker;
   o << "\n[broker]\n";
-  o << "host = " << str(b.host) << "\n";
-  o << "port = " << b.port << "\n";
+  if (b.servers.size() > 1) {
+    o << "servers = [";
+    for (size_t i = 0; i < b.servers.size(); ++i) {
+      const BrokerServer& sv = b.servers[i];
+      const std::string host = sv.host.find(':') != std::string::npos ? "[" + sv.host + "]" : sv.host;
+      o << (i ? ", " : "") << str(host + ":" + std::to_string(sv.port));
+    }
+    o << "]\n";
+  } else {
+    o << "host = " << str(b.host) << "\n";
+    o << "port = " << b.port << "\n";
+  }
   o << "client_id = " << str(b.client_id) << "\n";
   if (!b.username.empty()) o << "username = " << str(b.username) << "\n";
   // The secret never reaches the output. With password_file the password came from

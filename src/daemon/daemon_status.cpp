@@ -141,6 +141,9 @@ rapidjson::Document Daemon::status_document() const {
         .u64("reconnects", lc.connects > 0 ? lc.connects - 1 : 0)  // connections after the first
         .u64("inflight", outbox_.in_flight())                       // QoS 1 publishes awaiting PUBACK
         .str("uri", link_.server_uri())
+        .str("server", link_.server_name())  // in use, or tried next: one of servers
+        .u64("server_index", link_.server_index())
+        .u64("server_changes", lc.server_changes)
         .str("last_error", link_.last_error())
         .u64("connects", lc.connects)
         .u64("connect_failures", lc.connect_failures)
@@ -149,6 +152,11 @@ rapidjson::Document Daemon::status_document() const {
         .u64("acked", lc.acked)
         .u64("publish_failures", lc.publish_failures)
         .u64("messages_in", lc.messages_in);
+    rapidjson::Value servers(rapidjson::kArrayType);
+    for (const std::string& name : link_.server_names())
+      servers.PushBack(rapidjson::Value(name.c_str(), static_cast<rapidjson::SizeType>(name.size()), doc.GetAllocator()),
+                       doc.GetAllocator());
+    b.add("servers", std::move(servers));
   });
 
   const OutboxCounters& oc = outbox_.counters();

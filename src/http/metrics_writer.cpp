@@ -103,6 +103,8 @@ std::vector<Family> make_families() {
       {"edgelink_broker_acked_total", C, "PUBACKs received.", {{"broker/acked"}}},
       {"edgelink_broker_publish_failures_total", C, "Publishes refused or failed on a healthy connection.", {{"broker/publish_failures"}}},
       {"edgelink_broker_messages_in_total", C, "Messages received from the broker.", {{"broker/messages_in"}}},
+      {"edgelink_broker_server_changes_total", C, "Moves to another of the configured broker servers.", {{"broker/server_changes"}}},
+      {"edgelink_broker_server_index", G, "Index in [broker] servers of the server in use (or tried next).", {{"broker/server_index"}}},
 
       {"edgelink_outbox_max_bytes", G, "Budget of the outbox in memory and of the disk spool.",
        {{"outbox/max_bytes", "where=memory"}, {"spool/max_bytes", "where=disk"}}},

@@ -37,6 +37,7 @@ struct LinkCounters {
   uint64_t acked = 0;         // PUBACKs
   uint64_t publish_failures = 0;
   uint64_t messages_in = 0;
+  uint64_t server_changes = 0;  // moves to another of [broker] servers
 };
 
 class MqttLink {
@@ -73,11 +74,16 @@ class MqttLink {
   const char* status_state() const;
   // Unix ms of the last change of status_state(); empty until the first connect attempt.
   std::optional<uint64_t> since_ms() const { return since_ms_; }
-  const std::string& host() const { return config_.broker.host; }
-  uint16_t port() const { return config_.broker.port; }
+  // The server in use (or tried next): one of [broker] servers.
+  const std::string& host() const { return server().host; }
+  uint16_t port() const { return server().port; }
+  size_t server_index() const { return server_; }
+  // "host:port" of every configured server, in order.
+  std::vector<std::string> server_names() const;
   const LinkCounters& counters() const { return counters_; }
   std::string last_error() const { return last_error_; }
   std::string server_uri() const;
+  std::string server_name() const;  // "host:port" in use
 
  private:
   struct Listener;
@@ -89,6 +95,9 @@ class MqttLink {
   void on_connection_lost(std::string cause);
   void on_publish_result(uint64_t generation, uint64_t id, bool ok);
   void set_state(State state);
+  const BrokerServer& server() const { return config_.broker.servers[server_]; }
+  // On to the next of several servers (after a failed attempt or a lost connection).
+  void next_server();
 
   // Runs a function on the loop, unless this link is gone by then. Paho's threads
   // capture only this and the io_context (which outlives every component).
@@ -107,6 +116,7 @@ class MqttLink {
   std::optional<uint64_t> since_ms_;
   uint64_t generation_ = 0;  // bumps on every connection; stale callbacks are ignored
   int attempt_ = 0;
+  size_t server_ = 0;  // index into config_.broker.servers
   asio::steady_timer reconnect_timer_;
   asio::steady_timer retry_timer_;  // a refused publish; the bound on stop()
   std::mt19937 rng_{std::random_device{}()};

@@ -32,9 +32,19 @@ struct TlsConfig {
   bool operator==(const TlsConfig&) const = default;
 };
 
+struct BrokerServer {
+  std::string host;
+  uint16_t port = 1883;
+  bool operator==(const BrokerServer&) const = default;
+};
+
 struct BrokerConfig {
   std::string host = "localhost";
   uint16_t port = 1883;
+  // [broker] servers = ["host:port", ...]: the nodes of one broker (a cluster), tried in
+  // order; on a loss the next one. Always at least one: host/port alone make a list of
+  // one, and host/port mirror servers[0].
+  std::vector<BrokerServer> servers;
   std::string client_id;      // empty in the file: defaults to device_id
   std::string username;
   std::string password;       // from `password` or read from `password_file`

@@ -1040,3 +1040,37 @@ TEST_CASE("config: [mqtt] and [broker] both setting a limit is an error; other k
   REQUIRE(r.unknown_keys.size() == 1);
   CHECK(r.warnings.empty());
 }
+
+TEST_CASE("config: broker servers", "[config][broker]") {
+  const std::string ids = kIds;
+  // host/port alone: a list of one.
+  const auto one = load(ids + "[broker]\nhost = \"b.example\"\nport = 8883\n");
+  REQUIRE(one.config);
+  CHECK(one.config->broker.servers == std::vector<BrokerServer>{{"b.example", 8883}});
+  const auto none = load(ids);
+  REQUIRE(none.config);
+  CHECK(none.config->broker.servers == std::vector<BrokerServer>{{"localhost", 1883}});
+
+  const auto many = load(ids + "[broker]\nservers = [\"n1:1883\", \"[::1]:1884\", \"n3\", \"10.0.0.2:65535\"]\n");
+  INFO(all_issues(many.errors));
+  REQUIRE(many.config);
+  const BrokerConfig& b = many.config->broker;
+  CHECK(b.servers == std::vector<BrokerServer>{{"n1", 1883}, {"::1", 1884}, {"n3", 1883}, {"10.0.0.2", 65535}});
+  CHECK(b.host == "n1");  // host/port mirror the first
+  CHECK(b.port == 1883);
+
+  require_one_error(ids + "[broker]\nservers = [\"a:1\"]\nhost = \"x\"\n",
+                    "broker.host: cannot be combined with broker.servers", 5, 8);
+  require_one_error(ids + "[broker]\nservers = []\n", "broker.servers: needs at least one \"host:port\"", 4, 11);
+  require_one_error(ids + "[broker]\nservers = [\"a:\"]\n", "broker.servers[0]: the port after ':' is missing, got \"a:\"", 4, 12);
+  require_one_error(ids + "[broker]\nservers = [\"a:99999\"]\n", "the port must be a number 1..65535", 4, 12);
+  require_one_error(ids + "[broker]\nservers = [\"a:x1\"]\n", "the port must be a number 1..65535", 4, 12);
+  require_one_error(ids + "[broker]\nservers = [\"[::1\"]\n", "needs its closing ']'", 4, 12);
+  require_one_error(ids + "[broker]\nservers = [\"[::1]x\"]\n", "expected ':' and a port after ']'", 4, 12);
+  require_one_error(ids + "[broker]\nservers = [\"fe80::1\"]\n", "an IPv6 address goes in brackets", 4, 12);
+  require_one_error(ids + "[broker]\nservers = [\":1883\"]\n", "not a host name or address", 4, 12);
+  require_one_error(ids + "[broker]\nservers = [\"a b:1\"]\n", "not a host name or address", 4, 12);
+  require_one_error(ids + "[broker]\nservers = [\"a:1\", \"a:1\"]\n", "broker.servers[1]: \"a:1\" is listed twice", 4, 19);
+  require_one_error(ids + "[broker]\nservers = [1]\n", "broker.servers[0]: must be a string", 4, 12);
+  require_one_error(ids + "[broker]\nservers = \"a:1\"\n", "broker.servers: must be an array of \"host:port\" strings", 4, 11);
+}
