@@ -143,6 +143,7 @@ void Loader::load(const toml::table& root, Config& c) {
   if (!root.contains("device_id")) error_nopos("device_id: required key is missing");
   if (c.broker.client_id.empty()) c.broker.client_id = c.device_id;
   if (c.broker.servers.empty()) c.broker.servers = {BrokerServer{c.broker.host, c.broker.port}};
+  warn_dots(root);
 
   if (configured_streams_ > c.max_stream_count) {
     const toml::node* at = root.get("max_stream_count");
@@ -222,6 +223,27 @@ std::optional<std::string> Loader::bind_value(const toml::node& n, const std::st
     bind.reset();
   }
   return bind;
+}
+
+// RabbitMQ's MQTT plugin maps MQTT topics to AMQP routing keys and back, so a '.' in a
+// topic reaches its subscribers as '/': the cloud would see another topic. Not an
+// error (mosquitto and most brokers keep it), but `check` says so.
+void Loader::warn_dots(const toml::table& root) {
+  const std::string why = "contains '.', which RabbitMQ's MQTT plugin delivers as '/' (subscribers there see another topic)";
+  for (const char* key : {"project_id", "device_id", "actions_subscription", "presence_topic"}) {
+    const toml::node* n = root.get(key);
+    const auto* s = n ? n->as_string() : nullptr;
+    if (s && s->get().find('.') != std::string::npos) warn(*n, std::string(key) + ": " + why);
+  }
+  const toml::node* streams = root.get("streams");
+  if (const auto* st = streams ? streams->as_table() : nullptr) {
+    for (auto&& [name, v] : *st) {
+      const auto* t = v.as_table();
+      const toml::node* topic = t ? t->get("topic") : nullptr;
+      const auto* s = topic ? topic->as_string() : nullptr;
+      if (s && s->get().find('.') != std::string::npos) warn(*topic, "streams." + std::string(name.str()) + ".topic: " + why);
+    }
+  }
 }
 
 // "host", "host:port", "[v6]" or "[v6]:port"; the port defaults to 1883.

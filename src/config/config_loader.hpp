@@ -66,6 +66,7 @@ class Loader : public ValueReader {
 
  private:
   void load_broker(const toml::table& t, BrokerConfig& b);
+  void warn_dots(const toml::table& root);
   void load_broker_servers(const toml::node& v, const std::string& path, BrokerConfig& b);
   bool load_broker_limit(const std::string& key, const toml::node& v, const std::string& path, BrokerConfig& b);
   void load_uplink_mqtt(const toml::table& t, const toml::table& root, BrokerConfig& b);

@@ -76,6 +76,10 @@ class ValueReader {
     const auto& pos = key.source().begin;
     result_.warnings.push_back({file_, static_cast<int>(pos.line), static_cast<int>(pos.column), std::move(message)});
   }
+  void warn(const toml::node& n, std::string message) {
+    const auto& pos = n.source().begin;
+    result_.warnings.push_back({file_, static_cast<int>(pos.line), static_cast<int>(pos.column), std::move(message)});
+  }
   void missing(const toml::node& table, const std::string& path) {
     error(table, path + ": required key is missing");
   }

@@ -1074,3 +1074,18 @@ TEST_CASE("config: broker servers", "[config][broker]") {
   require_one_error(ids + "[broker]\nservers = [1]\n", "broker.servers[0]: must be a string", 4, 12);
   require_one_error(ids + "[broker]\nservers = \"a:1\"\n", "broker.servers: must be an array of \"host:port\" strings", 4, 11);
 }
+
+TEST_CASE("config: a '.' in an id or topic is a warning (RabbitMQ delivers it as '/')", "[config][broker]") {
+  const auto r = load("project_id = \"acme.prod\"\ndevice_id = \"gw.1\"\n"
+                      "presence_topic = \"/t/{tenant_id}/p.v1\"\n[streams.imu]\ntopic = \"/x/imu.v1\"\n"
+                      "[streams.gps]\ntopic = \"/x/gps\"\n");
+  INFO(all_issues(r.errors));
+  REQUIRE(r.config);  // not an error
+  REQUIRE(r.warnings.size() == 4);
+  CHECK(all_issues(r.warnings) ==
+        "test.toml:1:14: project_id: contains '.', which RabbitMQ's MQTT plugin delivers as '/' (subscribers there see another topic)\n"
+        "test.toml:2:13: device_id: contains '.', which RabbitMQ's MQTT plugin delivers as '/' (subscribers there see another topic)\n"
+        "test.toml:3:18: presence_topic: contains '.', which RabbitMQ's MQTT plugin delivers as '/' (subscribers there see another topic)\n"
+        "test.toml:5:9: streams.imu.topic: contains '.', which RabbitMQ's MQTT plugin delivers as '/' (subscribers there see another topic)\n");
+  CHECK(load(std::string(kIds) + "[streams.imu]\ntopic = \"/x/imu\"\n").warnings.empty());
+}
