@@ -9,7 +9,7 @@ run_pkgs=(build-essential cmake ninja-build pkg-config
   libasio-dev rapidjson-dev libtomlplusplus-dev libpaho-mqttpp-dev libpaho-mqtt-dev libcli11-dev
   liblz4-dev libsystemd-dev librestinio-dev libssl-dev libsdbus-c++-dev catch2 mosquitto mosquitto-clients python3)
 test_pkgs=(python3-pytest python3-paho-mqtt python3-lz4 clang-14 libfuzzer-14-dev libclang-rt-14-dev
-  socat openssl curl prometheus wrk python3-dbusmock dbus-daemon rabbitmq-server)
+  socat openssl curl prometheus wrk python3-dbusmock dbus-daemon rabbitmq-server dpkg-dev lintian)
 
 pkgs=("${run_pkgs[@]}")
 [ "${1:-}" = "--run" ] || pkgs+=("${test_pkgs[@]}")

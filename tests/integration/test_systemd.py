@@ -10,7 +10,8 @@ import pytest
 
 from conftest import EDGELINK_BIN, Edgelink, base_config, wait_for
 
-UNIT = os.path.join(os.path.dirname(__file__), "../../systemd/edgelink.service")
+# The template; `cmake --install` and the .deb install it with ExecStart set to their bin directory.
+UNIT = os.path.join(os.path.dirname(__file__), "../../systemd/edgelink.service.in")
 
 
 class NotifySocket:
@@ -48,7 +49,7 @@ def test_unit_file_verifies(workdir):
     # verify needs the ExecStart binary to exist: point it at the one under test
     unit = os.path.join(workdir, "edgelink.service")
     with open(unit, "w") as f:
-        f.write(text.replace("/usr/local/bin/edgelink", os.path.abspath(EDGELINK_BIN)))
+        f.write(text.replace("@EDGELINK_BINDIR@/edgelink", os.path.abspath(EDGELINK_BIN)))
     out = subprocess.run(["systemd-analyze", "verify", unit], capture_output=True, text=True, timeout=60)
     problems = [l for l in (out.stdout + out.stderr).splitlines() if "edgelink.service" in l]
     assert out.returncode == 0 and not problems, out.stdout + out.stderr
