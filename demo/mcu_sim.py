@@ -10,6 +10,8 @@ edgelink on the other. Test knobs are flags (initial values) and the simulator-o
 REST URLs sim/busy, sim/drop, sim/corrupt, sim/crash, sim/idle, sim/say, sim/stale,
 sim/blocksize?n=<bytes> and sim/streampos?id=<sid>&pos=<n> (presets a session's 32-bit
 stream position, to test the 24-bit wrap without sending 16 MiB). Standard library only.
+The URL `bledisconnect` (a BLE client's goodbye, ricrest.md §3.5) answers ok and logs
+"sim: bledisconnect" on stderr (the BLE mock of tests/integration/bluez_mock.py drops the link).
 
 Files (ricrest.md §5.5, §5.9; xstream.md §7.3): the rtstream endpoint `filesink` writes
 each accepted block into an in-memory file named after the session's fileName at its
@@ -387,6 +389,9 @@ class Device:
             return self.upy(segs[1:], args, req)
         if ep == "sim":
             return self.sim(segs[1:], args, req, ok)
+        if ep == "bledisconnect":  # §3.5: a BLE client's goodbye; the board then drops its link
+            print("sim: bledisconnect", file=sys.stderr, flush=True)
+            return ok
         return '{"req":%s,"rslt":"fail","error":"failUnknownAPI"}' % jstr(req)
 
     def subscription(self, req, args):

@@ -484,7 +484,9 @@ void BleTransport::subscribe(const BleGatt& gatt) {
       .withTimeout(usec(options_.call_timeout))
       .uponReplyInvoke([this, alive = std::weak_ptr<int>(alive_), epoch = epoch_, gatt](const sdbus::Error* e) {
         if (alive.expired() || epoch != epoch_) return;
-        if (e) return fail("StartNotify: " + error_of(*e));
+        // InProgress: BlueZ is already subscribing for this client (its notify session
+        // outlives a disconnect and is renewed on the reconnect): notifications will come.
+        if (e && e->getName() != "org.bluez.Error.InProgress") return fail("StartNotify: " + error_of(*e));
         went_up(gatt);
       });
   kick();
