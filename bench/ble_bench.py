@@ -95,7 +95,7 @@ def record(name, port, status):
 
 def test_serial_pty(rig):
     e, pair, sim, port = rig()
-    record("serial pty (921600 baud)", port,
+    record("serial pty (4 Mbaud)", port,
            lambda: next(s for s in e.status()["devices"]["mcu"]["rtstreams"] if s["name"] == "console"))
 
 
