@@ -163,18 +163,7 @@ void BleTransport::stop() {
     } catch (const sdbus::Error&) {
     }
   }
-  ++epoch_;
-  step_timer_.cancel();
-  up_ = false;
-  writing_ = false;
-  phase_ = Phase::Idle;
-  stats_.bytes_discarded += queued_bytes();
-  queue_.clear();
-  queue_head_ = 0;
-  retire(device_);
-  retire(command_);
-  retire(response_);
-  retire(adapter_);
+  reset_link();
   if (bus_) {
     // Destroyed after the retired proxies (posted first).
     asio::post(io_, [bus = std::shared_ptr<Bus>(std::move(bus_))] {});
@@ -511,15 +500,6 @@ void BleTransport::went_up(const BleGatt& gatt) {
 void BleTransport::fail(const std::string& why) {
   const bool was_up = up_;
   const Phase phase = phase_;
-  ++epoch_;
-  step_timer_.cancel();
-  up_ = false;
-  writing_ = false;
-  phase_ = Phase::Idle;
-  stats_.bytes_discarded += queued_bytes();
-  queue_.clear();
-  queue_head_ = 0;
-  inflight_ = 0;
   last_error_ = why;
   if (bus_ && adapter_ && phase == Phase::Discovering)
     adapter_->callMethodAsync("StopDiscovery")
@@ -532,13 +512,7 @@ void BleTransport::fail(const std::string& why) {
         .onInterface(kDevice)
         .withTimeout(usec(options_.call_timeout))
         .uponReplyInvoke([](const sdbus::Error*) {});
-  retire(device_);
-  retire(command_);
-  retire(response_);
-  retire(adapter_);
-  device_path_.clear();
-  gatt_service_path_.clear();
-  response_path_.clear();
+  reset_link();
   if (was_up)
     ++stats_.disconnects;
   else
@@ -548,6 +522,27 @@ void BleTransport::fail(const std::string& why) {
   if (was_up && on_state_) on_state_(false, std::make_error_code(std::errc::not_connected));
   if (alive.expired()) return;
   schedule_attempt();
+}
+
+// Back to Idle: late callbacks of this attempt are ignored, the queue is dropped
+// (counted), the attempt's proxies go.
+void BleTransport::reset_link() {
+  ++epoch_;
+  step_timer_.cancel();
+  up_ = false;
+  writing_ = false;
+  phase_ = Phase::Idle;
+  stats_.bytes_discarded += queued_bytes();
+  queue_.clear();
+  queue_head_ = 0;
+  inflight_ = 0;
+  retire(device_);
+  retire(command_);
+  retire(response_);
+  retire(adapter_);
+  device_path_.clear();
+  gatt_service_path_.clear();
+  response_path_.clear();
 }
 
 void BleTransport::schedule_attempt() {

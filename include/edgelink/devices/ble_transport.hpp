@@ -113,6 +113,7 @@ class BleTransport final : public DeviceTransport {
   void subscribe(const BleGatt& gatt);
   void went_up(const BleGatt& gatt);
   void fail(const std::string& why);
+  void reset_link();
   void bus_lost(const std::string& why);
   void schedule_attempt();
   void arm_step_timer(std::chrono::milliseconds after, std::string why);
