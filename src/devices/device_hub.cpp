@@ -49,7 +49,15 @@ uint64_t wall_ms() {
 
 }  // namespace
 
+// BLE (ricrest.md §3.5) has no baud rate: a block crosses as several GATT writes through
+// bluetoothd and the radio, and the complaint comes back as a notification, each way
+// one or more connection intervals (7.5..50 ms, the central's choice). 50 ms covers a
+// round trip at a 25 ms interval; a slower link's late complaints grow the window as a
+// slow serial port's do.
+constexpr std::chrono::milliseconds kBleRoundTrip{50};
+
 std::chrono::milliseconds rtstream_block_window(const DeviceConfig& dc, size_t streams) {
+  if (dc.transport == edgelink::DeviceTransport::Ble) return kBleRoundTrip + kDeviceTurnaround;
   // A FILEBLOCK frame: payload plus ~12 bytes of header, element, position and CRC;
   // OverAscii doubles it on a console port; 10 bits per byte on a UART.
   const double frame_bytes =

@@ -542,7 +542,7 @@ def test_256k_through_an_rtstream_with_busy(ble_rig, mtu):
     """256 KiB of REPL lines through the TCP port while the device answers BUSY at the
     start and twice in the middle: every answer arrives intact and in order, in write
     slices that fit the MTU (the serial test sends 1 MiB at 4 Mbaud; through the Python
-    mock BLE is slower: 256 KiB takes ~20 s at MTU 23 with 20-byte writes and 11-byte
+    mock BLE is slower: 256 KiB takes ~45 s (a 70 ms block window) with 20-byte writes and 11-byte
     notifications)."""
     run_bulk(ble_rig, mtu=mtu, size=256 * 1024, timeout=240)
 
@@ -567,11 +567,20 @@ def run_bulk(ble_rig, mtu, size, timeout):
     t.start()
     writer = threading.Thread(target=con.send, args=(data,))
     writer.start()
+    def progress(frac):
+        # A block lost to a late BUSY (data_lost) never gets its answer: fail at once
+        # with the status, instead of waiting out the timeout.
+        if len(got) >= frac * len(want):
+            return True
+        lost = rt_status(e)["data_lost"]
+        assert lost == 0, f"{lost} blocks lost to late complaints: {rt_status(e)}"
+        return False
+
     with diagnosed(e, mock):
         for frac in (0.3, 0.6):
-            wait_for(lambda: len(got) >= frac * len(want), timeout=timeout, interval=0.1,
-                     what=f"{frac:.0%} of the answers")
+            wait_for(lambda: progress(frac), timeout=timeout, interval=0.2, what=f"{frac:.0%} of the answers")
             mock.sim.busy()
+        wait_for(lambda: progress(1.0), timeout=timeout, interval=0.2, what="every answer")
         writer.join(timeout)
         t.join(timeout)
         if bytes(got) != want:
@@ -742,9 +751,11 @@ def test_sigterm_says_bledisconnect_and_disconnects(ble_rig, device_drops_link):
         print("events:", events)
         assert "bledisconnect" in events, events  # the request reached the device through a write
         if device_drops_link:
-            # The device dropped the link right after its reply; a Disconnect after that
-            # is harmless (BlueZ answers it with success), none is fine too.
-            assert "link dropped after bledisconnect" in events, events
+            # The device drops the link right after its reply, and edgelink disconnects right
+            # after the request: whichever comes first ends the link (a slow build's
+            # Disconnect can beat the device's drop; a Disconnect after it is harmless).
+            after = events[events.index("bledisconnect"):]
+            assert "link dropped after bledisconnect" in after or "Disconnect" in after, events
         else:
             assert "Disconnect" in events[events.index("bledisconnect"):], events
         assert events.count("Connect") == 1, events  # no reconnection while shutting down

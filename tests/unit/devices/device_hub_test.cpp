@@ -128,6 +128,12 @@ TEST_CASE("device hub: the block window follows baud rate, framing and stream co
   d.baud = 115200;
   d.framing = DeviceFraming::Console;  // OverAscii doubles the frame
   CHECK(rtstream_block_window(d, 1) == 190ms);
+  // BLE has no baud rate: a GATT round trip's allowance plus the turnaround.
+  DeviceConfig ble;
+  ble.transport = edgelink::DeviceTransport::Ble;
+  CHECK(rtstream_block_window(ble, 1) == 70ms);
+  ble.baud = 9600;  // ignored
+  CHECK(rtstream_block_window(ble, 4) == 70ms);
 }
 
 TEST_CASE("device hub: a console device over a pty: log lines, status points, MQTT in and out", "[device_hub][pty]") {
